@@ -1,0 +1,72 @@
+"""Fit every recall component of a recommender on one set of training interactions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys_core.collaborative import ease_recall_matrix
+from recsys_core.covisitation import covisitation_matrix
+from recsys_core.matrix import InteractionMatrix
+from recsys_core.popularity import item_timeline
+from recsys_serving.components import Components, Histories
+from recsys_serving.content_index import ContentIndex
+
+MAX_CATEGORIES = 128
+
+
+def category_matrix(items: pd.DataFrame, item_ids: np.ndarray, max_categories: int = MAX_CATEGORIES) -> tuple[sp.csr_matrix, list[str]]:
+    """Multi-hot item x category matrix from the pipe-separated ``categories`` column."""
+    table = items.set_index("item_id").reindex(item_ids)
+    exploded = table["categories"].fillna("").astype(str).str.split("|").explode()
+    exploded = exploded[exploded.str.len() > 0]
+    top = exploded.value_counts().index[:max_categories].tolist()
+    exploded = exploded[exploded.isin(top)]
+    rows = np.searchsorted(item_ids, exploded.index.to_numpy().astype(str))
+    cols = pd.Index(top).get_indexer(exploded.to_numpy())
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(item_ids), len(top)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix, top
+
+
+def histories(train: pd.DataFrame, item_ids: np.ndarray) -> Histories:
+    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    users, starts = np.unique(ordered["user_id"].to_numpy().astype(str), return_index=True)
+    indptr = np.append(starts, len(ordered)).astype(np.int64)
+    return Histories(
+        users=users,
+        indptr=indptr,
+        items=np.searchsorted(item_ids, ordered["item_id"].to_numpy().astype(str)).astype(np.int32),
+        timestamps=ordered["timestamp"].to_numpy(dtype=np.int64),
+    )
+
+
+def fit_components(
+    train: pd.DataFrame,
+    items: pd.DataFrame,
+    embeddings: pd.DataFrame | np.ndarray,
+    params: dict | None = None,
+) -> Components:
+    """All recall components on ``train``; ``embeddings`` is indexed by item_id (one row each)."""
+    params = params or {}
+    data = InteractionMatrix.from_interactions(train)
+    item_ids = data.items
+    vectors = embeddings.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
+    value = np.zeros(len(item_ids), np.float32)
+    if "value" in train:
+        means = train.groupby(train["item_id"].astype(str))["value"].mean()
+        value = means.reindex(item_ids).fillna(0.0).to_numpy(np.float32)
+    categories, _ = category_matrix(items, item_ids)
+    return Components(
+        items=item_ids,
+        ease=ease_recall_matrix(data.matrix, lam=params.get("ease_lambda", 500.0), top_k=params.get("ease_top_k", 200)),
+        covisitation=covisitation_matrix(train, item_ids, window=params.get("covis_window", 20),
+                                         half_life_days=params.get("covis_half_life_days", 30.0)),
+        content_index=ContentIndex(vectors),
+        categories=categories,
+        item_mean_value=value,
+        timeline=item_timeline(train, item_ids),
+        histories=histories(train, item_ids),
+    )

@@ -1,0 +1,51 @@
+"""Top-k ranking metrics on the protocol of shared/EVALUATION.md (binary relevance)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+K = 10
+
+
+def user_metrics(recommended: Sequence, relevant: set, k: int = K) -> tuple[float, float, float]:
+    """(recall@k, ndcg@k, hit@k) of one ranked list against one set of relevant items."""
+    if not relevant:
+        raise ValueError("relevant set is empty: users without test items are not evaluated")
+    top = list(recommended)[:k]
+    gains = np.array([1.0 if item in relevant else 0.0 for item in top])
+    hits = gains.sum()
+    ideal = min(k, len(relevant))
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = float((gains * discounts[: len(gains)]).sum())
+    idcg = float(discounts[:ideal].sum())
+    return float(hits / ideal), dcg / idcg, float(hits > 0)
+
+
+def evaluate_lists(
+    lists: Mapping[object, Sequence],
+    truth: Mapping[object, Iterable],
+    n_train_items: int,
+    k: int = K,
+) -> dict[str, float]:
+    """Average the metrics over the users in ``truth``; a user with no list scores zero."""
+    recall, ndcg, hit = [], [], []
+    recommended_items: set = set()
+    for user, relevant in truth.items():
+        ranked = list(lists.get(user, []))[:k]
+        recommended_items.update(ranked)
+        r, n, h = user_metrics(ranked, set(relevant), k)
+        recall.append(r)
+        ndcg.append(n)
+        hit.append(h)
+    users = len(recall)
+    if users == 0:
+        raise ValueError("no user to evaluate")
+    return {
+        f"ndcg@{k}": float(np.mean(ndcg)),
+        f"recall@{k}": float(np.mean(recall)),
+        f"hr@{k}": float(np.mean(hit)),
+        f"coverage@{k}": len(recommended_items) / max(1, n_train_items),
+        "users": users,
+    }

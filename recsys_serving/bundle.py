@@ -1,0 +1,124 @@
+"""The model bundle: everything the service needs, in one directory with a checksummed manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.components import Components, Histories, ItemTimeline
+from recsys_serving.content_index import ContentIndex
+from recsys_serving.recommender import Recommender
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+SPARSE_FILES = ("ease", "covisitation", "categories")
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, incomplete or does not match its manifest."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metadata: dict) -> dict:
+    """Write the bundle to ``target`` atomically (a temporary sibling, then a rename)."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    timeline, histories = components.timeline, components.histories
+    np.savez(
+        staging / "arrays.npz",
+        items=components.items,
+        embeddings=components.embeddings,
+        item_mean_value=components.item_mean_value,
+        timeline_keys=timeline.keys,
+        timeline_counts=timeline.counts,
+        timeline_bucket_ends=timeline.bucket_ends,
+        timeline_trending=timeline.trending,
+        timeline_trending_seconds=np.array(timeline.trending_seconds),
+        history_users=histories.users,
+        history_indptr=histories.indptr,
+        history_items=histories.items,
+        history_timestamps=histories.timestamps,
+    )
+    for name in SPARSE_FILES:
+        sp.save_npz(staging / f"{name}.npz", getattr(components, name).tocsr())
+    ranker.save_model(str(staging / "ranker.txt"))
+    files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "features": list(FEATURES),
+        "routes": list(ROUTES),
+        "items": int(len(components.items)),
+        "users": int(len(histories.users)),
+        "files": files,
+        **metadata,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return manifest
+
+
+def read_manifest(path: Path) -> dict:
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise BundleError(f"{path}: no {MANIFEST}")
+    return json.loads(manifest_path.read_text())
+
+
+def verify_bundle(path: Path) -> dict:
+    """The manifest, after checking every listed file exists and matches its checksum."""
+    manifest = read_manifest(path)
+    if manifest.get("format") != FORMAT_VERSION:
+        raise BundleError(f"{path}: bundle format {manifest.get('format')} is not {FORMAT_VERSION}")
+    if list(manifest.get("features", [])) != list(FEATURES):
+        raise BundleError(f"{path}: bundle features differ from this code's features")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.exists():
+            raise BundleError(f"{path}: missing file {name}")
+        if sha256(file) != expected:
+            raise BundleError(f"{path}: checksum mismatch for {name}")
+    return manifest
+
+
+def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:
+    """A ready recommender from a verified bundle directory."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        a = {k: arrays[k] for k in arrays.files}
+    sparse = {name: sp.load_npz(path / f"{name}.npz").tocsr() for name in SPARSE_FILES}
+    components = Components(
+        items=a["items"],
+        ease=sparse["ease"],
+        covisitation=sparse["covisitation"],
+        content_index=ContentIndex(a["embeddings"], use_faiss=use_faiss),
+        categories=sparse["categories"],
+        item_mean_value=a["item_mean_value"],
+        timeline=ItemTimeline(
+            keys=a["timeline_keys"], counts=a["timeline_counts"], bucket_ends=a["timeline_bucket_ends"],
+            trending=a["timeline_trending"], trending_seconds=int(a["timeline_trending_seconds"]),
+        ),
+        histories=Histories(users=a["history_users"], indptr=a["history_indptr"],
+                            items=a["history_items"], timestamps=a["history_timestamps"]),
+    )
+    ranker = lgb.Booster(model_file=str(path / "ranker.txt"))
+    return Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
+                       per_route=int(manifest.get("per_route", 100)))

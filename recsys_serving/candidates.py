@@ -1,0 +1,174 @@
+"""Recall routes and ranker features, computed for a batch of requests at once.
+
+The same function feeds the ranker's training (components fitted on the training cut) and the
+served recommendations (components fitted on all training data), so the features the ranker
+learnt from are exactly the ones it sees in production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_serving.components import Components
+
+ROUTES = ("collaborative", "covisitation", "content", "trending", "popular")
+FEATURES = (
+    "collaborative_score", "collaborative_rel", "covisitation_score", "covisitation_rel",
+    "content_score", "anchor_collaborative", "anchor_covisitation", "anchor_content",
+    "log_count", "trend_7d", "trend_30d", "trend_365d", "item_age_days", "item_mean_value",
+    "category_affinity", "log_history_length",
+) + tuple(f"from_{route}" for route in ROUTES)
+# Score each route ranks by when it is evaluated alone.
+ROUTE_SCORE = {
+    "collaborative": "collaborative_score",
+    "covisitation": "covisitation_score",
+    "content": "content_score",
+    "trending": "trend_30d",
+    "popular": "log_count",
+}
+RECENCY_HALF_LIFE = 10.0
+DAY = 86_400
+
+
+@dataclass
+class Requests:
+    """A batch of requests: each has a history (item indices, oldest first), an anchor item
+    index (-1 for none), a reference time and items that must not be returned."""
+
+    histories: list[np.ndarray]
+    anchors: np.ndarray
+    as_of: np.ndarray
+    exclude: list[np.ndarray]
+
+
+@dataclass
+class Candidates:
+    """Flat (request row, item index) pairs with their feature matrix and route bitmask."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    features: np.ndarray
+    routes: np.ndarray
+
+    def route_names(self, position: int) -> list[str]:
+        bits = int(self.routes[position])
+        return [name for r, name in enumerate(ROUTES) if bits & (1 << r)]
+
+
+def _history_matrices(histories: list[np.ndarray], n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    lengths = np.array([len(h) for h in histories])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    cols = np.concatenate(histories) if len(histories) else np.empty(0, dtype=np.int64)
+    from_end = np.concatenate([np.arange(n - 1, -1, -1) for n in lengths]) if len(histories) else cols
+    shape = (len(histories), n_items)
+    binary = sp.csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=shape)
+    recency = sp.csr_matrix((np.power(0.5, from_end / RECENCY_HALF_LIFE).astype(np.float32), cols, indptr), shape=shape)
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    recency.sum_duplicates()
+    return binary, recency
+
+
+def _top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    keep = np.take_along_axis(scores, part, axis=1) > 0
+    return np.where(keep, part, -1)
+
+
+def _scatter(scores: np.ndarray, indices: np.ndarray, batch: int, n_items: int) -> np.ndarray:
+    """Dense (batch x items) matrix holding the positive search scores, zero elsewhere."""
+    dense = np.zeros((batch, n_items), dtype=np.float32)
+    rows, pos = np.nonzero((indices >= 0) & (scores > 0))
+    dense[rows, indices[rows, pos]] = scores[rows, pos]
+    return dense
+
+
+def _row_normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def generate(components: Components, requests: Requests, per_route: int = 100) -> Candidates:
+    """Candidates of every route for every request, with the ranker's feature matrix."""
+    n_items = len(components.items)
+    batch = len(requests.histories)
+    binary, recency = _history_matrices(requests.histories, n_items)
+    anchors = requests.anchors
+    has_anchor = anchors >= 0
+    safe_anchor = np.where(has_anchor, anchors, 0)
+
+    collaborative = (binary @ components.ease).toarray()
+    covisitation = (recency @ components.covisitation).toarray()
+    profile = _row_normalise(np.asarray(recency @ components.embeddings, dtype=np.float32))
+    content_scores, content_idx = components.content_index.search(profile, per_route)
+    anchor_collab = components.ease[safe_anchor].toarray() * has_anchor[:, None]
+    anchor_covis = components.covisitation[safe_anchor].toarray() * has_anchor[:, None]
+
+    unavailable = binary.toarray() > 0
+    for row, items in enumerate(requests.exclude):
+        unavailable[row, items] = True
+    trending = np.zeros((batch, n_items), dtype=np.float32)
+    trending_lists = components.timeline.trending_at(requests.as_of)
+    list_rows, list_pos = np.nonzero(trending_lists >= 0)
+    trending[list_rows, trending_lists[list_rows, list_pos]] = trending_lists.shape[1] - list_pos
+    popular = np.broadcast_to(np.log1p(components.timeline.counts), (batch, n_items))
+    proposals = [
+        (collaborative, per_route),
+        (covisitation + anchor_covis, per_route),
+        (_scatter(content_scores, content_idx, batch, n_items), per_route // 2),
+        (trending, per_route // 2),
+        (popular, per_route // 2),
+    ]
+    mask = np.zeros((batch, n_items), dtype=np.uint8)
+    for bit, (scores, n) in enumerate(proposals):
+        top = _top_indices(np.where(unavailable, 0.0, scores), n)
+        r, c = np.nonzero(top >= 0)
+        mask[r, top[r, c]] |= np.uint8(1 << bit)
+    rows, cols = np.nonzero(mask)
+
+    as_of = requests.as_of[rows]
+    timeline = components.timeline
+    lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
+    collab_max = np.maximum(collaborative.max(axis=1), 1e-9)
+    covis_max = np.maximum(covisitation.max(axis=1), 1e-9)
+    item_categories = components.categories[cols]
+    user_categories = (binary @ components.categories).toarray().astype(np.float32)
+    user_categories /= np.maximum(lengths, 1.0)[:, None]
+    affinity = np.asarray(item_categories.multiply(user_categories[rows]).sum(axis=1)).ravel()
+    affinity /= np.maximum(np.asarray(item_categories.sum(axis=1)).ravel(), 1.0)
+    anchor_vectors = components.embeddings[safe_anchor[rows]]
+    columns = [
+        collaborative[rows, cols],
+        collaborative[rows, cols] / collab_max[rows],
+        covisitation[rows, cols],
+        covisitation[rows, cols] / covis_max[rows],
+        np.einsum("ij,ij->i", profile[rows], components.embeddings[cols]),
+        anchor_collab[rows, cols],
+        anchor_covis[rows, cols],
+        np.einsum("ij,ij->i", anchor_vectors, components.embeddings[cols]) * has_anchor[rows],
+        np.log1p(timeline.counts[cols]),
+        np.log1p(timeline.window_counts(cols, as_of, 7 * DAY)),
+        np.log1p(timeline.window_counts(cols, as_of, 30 * DAY)),
+        np.log1p(timeline.window_counts(cols, as_of, 365 * DAY)),
+        (as_of - timeline.first_seen(cols)) / DAY,
+        components.item_mean_value[cols],
+        affinity,
+        np.log1p(lengths[rows]),
+    ]
+    bits = mask[rows, cols]
+    columns += [((bits >> r) & 1).astype(np.float32) for r in range(len(ROUTES))]
+    features = np.column_stack(columns).astype(np.float32)
+    return Candidates(rows=rows, items=cols, features=features, routes=bits)
+
+
+def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:
+    """Positions (into ``rows``) of the ``k`` best scores of each row, best first."""
+    order = np.lexsort((-scores, rows))
+    sorted_rows = rows[order]
+    starts = np.searchsorted(sorted_rows, np.arange(n_rows), side="left")
+    ends = np.searchsorted(sorted_rows, np.arange(n_rows), side="right")
+    return [order[s : min(e, s + k)] for s, e in zip(starts, ends, strict=True)]

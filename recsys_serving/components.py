@@ -1,0 +1,87 @@
+"""The fitted pieces a recommender is made of, as plain arrays (no training code here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_serving.content_index import ContentIndex
+
+
+@dataclass
+class ItemTimeline:
+    """When each item was consumed: sorted ``item_index * KEY_STRIDE + timestamp`` keys."""
+
+    KEY_STRIDE = 1 << 36
+
+    keys: np.ndarray
+    counts: np.ndarray
+    bucket_ends: np.ndarray
+    trending: np.ndarray
+    trending_seconds: int
+
+    def window_counts(self, item_idx: np.ndarray, as_of: np.ndarray, seconds: int | None = None) -> np.ndarray:
+        """Interactions with each item in ``(as_of - seconds, as_of]``."""
+        seconds = self.trending_seconds if seconds is None else seconds
+        base = item_idx.astype(np.int64) * self.KEY_STRIDE
+        as_of = np.asarray(as_of, dtype=np.int64)
+        hi = np.searchsorted(self.keys, base + as_of, side="right")
+        lo = np.searchsorted(self.keys, base + as_of - seconds, side="right")
+        return (hi - lo).astype(np.float32)
+
+    def first_seen(self, item_idx: np.ndarray) -> np.ndarray:
+        """Timestamp of the first interaction with each item."""
+        base = item_idx.astype(np.int64) * self.KEY_STRIDE
+        pos = np.minimum(np.searchsorted(self.keys, base, side="left"), len(self.keys) - 1)
+        return (self.keys[pos] - base).astype(np.float64)
+
+    def trending_at(self, as_of: np.ndarray) -> np.ndarray:
+        """The trending list (item indices, -1 padded) of the last bucket ending at ``as_of``."""
+        bucket = np.searchsorted(self.bucket_ends, np.asarray(as_of, dtype=np.int64), side="right") - 1
+        return self.trending[np.clip(bucket, 0, len(self.bucket_ends) - 1)]
+
+
+@dataclass
+class Histories:
+    """Each user's train interactions, oldest first, as CSR-like arrays over user rows."""
+
+    users: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+
+    def row(self, user_idx: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.indptr[user_idx], self.indptr[user_idx + 1]
+        return self.items[lo:hi], self.timestamps[lo:hi]
+
+    def user_index(self, user_ids: np.ndarray) -> np.ndarray:
+        user_ids = np.asarray(user_ids).astype(str)
+        pos = np.minimum(np.searchsorted(self.users, user_ids), max(len(self.users) - 1, 0))
+        if len(self.users) == 0:
+            return np.full(len(user_ids), -1)
+        return np.where(self.users[pos] == user_ids, pos, -1)
+
+
+@dataclass
+class Components:
+    """Everything the recall routes and the ranker features read, indexed by item position."""
+
+    items: np.ndarray
+    ease: sp.csr_matrix
+    covisitation: sp.csr_matrix
+    content_index: ContentIndex
+    categories: sp.csr_matrix
+    item_mean_value: np.ndarray
+    timeline: ItemTimeline
+    histories: Histories
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return self.content_index.vectors
+
+    def item_index(self, item_ids: np.ndarray) -> np.ndarray:
+        item_ids = np.asarray(item_ids).astype(str)
+        pos = np.minimum(np.searchsorted(self.items, item_ids), len(self.items) - 1)
+        return np.where(self.items[pos] == item_ids, pos, -1)

@@ -1,0 +1,176 @@
+"""The runtime recommender: recall routes, LightGBM ranking and popular-item fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys_serving.candidates import FEATURES, ROUTE_SCORE, Candidates, Requests, generate, top_per_row
+from recsys_serving.components import Components
+
+BATCH_CELLS = 20_000_000
+
+
+@dataclass
+class Recommendation:
+    """One ranked list with where each item came from."""
+
+    items: list
+    scores: list[float]
+    routes: list[list[str]]
+    fallback: str | None = None
+    contributions: list[dict[str, float]] | None = None
+
+
+@dataclass
+class Recommender:
+    """Answers "similar to X", "for user U on the page of X" and "for user U".
+
+    ``ranker`` is a LightGBM booster (anything with ``predict(features)``); without one, or when
+    ``route`` is given, candidates are ordered by one route's own score.
+    """
+
+    components: Components
+    ranker: object | None = None
+    per_route: int = 100
+    version: str = "unversioned"
+    popular: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.popular = np.argsort(-self.components.timeline.counts, kind="stable")
+
+    @property
+    def now(self) -> int:
+        return int(self.components.histories.timestamps.max(initial=0))
+
+    def _batch_size(self) -> int:
+        return max(8, BATCH_CELLS // max(1, len(self.components.items)))
+
+    def _requests(self, user_ids: list, anchors: list) -> tuple[Requests, list[str | None]]:
+        comp = self.components
+        user_rows = comp.histories.user_index(np.array(["" if u is None else str(u) for u in user_ids]))
+        anchor_idx = comp.item_index(np.array(["" if a is None else str(a) for a in anchors]))
+        histories, as_of, exclude, reasons = [], [], [], []
+        for user, row, anchor, anchor_id in zip(user_ids, user_rows, anchor_idx, anchors, strict=True):
+            items, stamps = comp.histories.row(row) if row >= 0 else (np.empty(0, np.int32), np.empty(0, np.int64))
+            has_anchor = anchor_id is not None
+            reason = None
+            if has_anchor and anchor < 0:
+                reason = "unknown item"
+            elif user is not None and row < 0 and not has_anchor:
+                reason = "unknown user"
+            if row < 0 and anchor >= 0 and has_anchor:
+                items = np.array([anchor], dtype=np.int32)
+            histories.append(items)
+            as_of.append(stamps[-1] if len(stamps) else self.now)
+            exclude.append(np.array([anchor]) if has_anchor and anchor >= 0 else np.empty(0, np.int64))
+            reasons.append(reason)
+        # Without an explicit anchor, the user's latest item anchors the list.
+        anchor_rows = [
+            a if a_id is not None else (h[-1] if len(h) else -1)
+            for a, a_id, h in zip(anchor_idx, anchors, histories, strict=True)
+        ]
+        requests = Requests(
+            histories=histories,
+            anchors=np.array(anchor_rows, dtype=np.int64),
+            as_of=np.asarray(as_of, dtype=np.int64),
+            exclude=exclude,
+        )
+        return requests, reasons
+
+    def score(self, candidates: Candidates, route: str | None = None) -> np.ndarray:
+        if route is not None:
+            column = candidates.features[:, FEATURES.index(ROUTE_SCORE[route])]
+            proposed = (candidates.routes >> list(ROUTE_SCORE).index(route)) & 1
+            return np.where(proposed > 0, column, -np.inf)
+        if self.ranker is None:
+            return candidates.features[:, FEATURES.index("collaborative_score")]
+        return np.asarray(self.ranker.predict(candidates.features), dtype=np.float64)
+
+    def _popular_list(self, exclude: set, k: int) -> list[int]:
+        out = []
+        for idx in self.popular:
+            if idx not in exclude:
+                out.append(int(idx))
+                if len(out) == k:
+                    break
+        return out
+
+    def recommend_many(
+        self, user_ids: list, anchors: list | None = None, k: int = 10, route: str | None = None,
+        explain: bool = False,
+    ) -> list[Recommendation]:
+        """One list per (user, anchor) pair; ``None`` stands for "no user" or "no anchor"."""
+        return self.recommend_variants(user_ids, anchors, k, (route,), explain)[route]
+
+    def recommend_variants(
+        self, user_ids: list, anchors: list | None = None, k: int = 10,
+        variants: tuple = (None,), explain: bool = False,
+    ) -> dict[str | None, list[Recommendation]]:
+        """Lists ranked by the model (variant ``None``) and by single routes, from one recall pass."""
+        anchors = anchors if anchors is not None else [None] * len(user_ids)
+        results: dict[str | None, list[Recommendation]] = {v: [] for v in variants}
+        step = self._batch_size()
+        for start in range(0, len(user_ids), step):
+            batch = self._recommend_batch(user_ids[start:start + step], anchors[start:start + step], k, variants, explain)
+            for variant in variants:
+                results[variant] += batch[variant]
+        return results
+
+    def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple,
+                         explain: bool) -> dict[str | None, list[Recommendation]]:
+        requests, reasons = self._requests(user_ids, anchors)
+        candidates = generate(self.components, requests, self.per_route)
+        out = {}
+        for variant in variants:
+            scores = self.score(candidates, variant)
+            contributions = None
+            if explain and self.ranker is not None and variant is None:
+                contributions = self.ranker.predict(candidates.features, pred_contrib=True)
+            out[variant] = self._lists(requests, reasons, candidates, scores, contributions, k)
+        return out
+
+    def _lists(self, requests: Requests, reasons: list, candidates: Candidates, scores: np.ndarray,
+               contributions: np.ndarray | None, k: int) -> list[Recommendation]:
+        results = []
+        items = self.components.items
+        for row, positions in enumerate(top_per_row(candidates.rows, scores, k, len(requests.histories))):
+            positions = positions[np.isfinite(scores[positions])]
+            reason = reasons[row]
+            if reason is None and len(requests.histories[row]) == 0 and requests.anchors[row] < 0:
+                reason = "no history"
+            if reason is not None or len(positions) == 0:
+                seen = set(requests.histories[row].tolist()) | set(requests.exclude[row].tolist())
+                chosen = self._popular_list(seen, k)
+                results.append(Recommendation(
+                    items=items[chosen].tolist(),
+                    scores=np.log1p(self.components.timeline.counts[chosen]).tolist(),
+                    routes=[["popular"]] * len(chosen),
+                    fallback=reason or "no candidates",
+                ))
+                continue
+            rec = Recommendation(
+                items=items[candidates.items[positions]].tolist(),
+                scores=scores[positions].tolist(),
+                routes=[candidates.route_names(p) for p in positions],
+            )
+            if contributions is not None:
+                rec.contributions = [_top_contributions(contributions[p]) for p in positions]
+            results.append(rec)
+        return results
+
+    def recommend(self, user_id, k: int = 10, **kwargs) -> Recommendation:
+        return self.recommend_many([user_id], [None], k, **kwargs)[0]
+
+    def similar(self, item_id, k: int = 10, **kwargs) -> Recommendation:
+        return self.recommend_many([None], [item_id], k, **kwargs)[0]
+
+    def recommend_detail(self, item_id, user_id=None, k: int = 10, **kwargs) -> Recommendation:
+        return self.recommend_many([user_id], [item_id], k, **kwargs)[0]
+
+
+def _top_contributions(row: np.ndarray, n: int = 5) -> dict[str, float]:
+    values = row[:-1]
+    order = np.argsort(-np.abs(values))[:n]
+    return {FEATURES[i]: float(values[i]) for i in order}
