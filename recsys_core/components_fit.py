@@ -16,9 +16,11 @@ from recsys_serving.content_index import ContentIndex
 MAX_CATEGORIES = 128
 
 
-def category_matrix(items: pd.DataFrame, item_ids: np.ndarray, max_categories: int = MAX_CATEGORIES) -> tuple[sp.csr_matrix, list[str]]:
+def category_matrix(
+    items: pd.DataFrame, item_ids: np.ndarray, max_categories: int = MAX_CATEGORIES
+) -> tuple[sp.csr_matrix, list[str]]:
     """Multi-hot item x category matrix from the pipe-separated ``categories`` column."""
-    table = items.set_index("item_id").reindex(item_ids)
+    table = items.assign(item_id=items["item_id"].astype(str)).set_index("item_id").reindex(item_ids)
     exploded = table["categories"].fillna("").astype(str).str.split("|").explode()
     exploded = exploded[exploded.str.len() > 0]
     top = exploded.value_counts().index[:max_categories].tolist()
@@ -43,17 +45,39 @@ def histories(train: pd.DataFrame, item_ids: np.ndarray) -> Histories:
     )
 
 
-def fit_components(
+def fold_items(train: pd.DataFrame) -> np.ndarray:
+    """The sorted item ids of one fold's training interactions: the column order of every route."""
+    return np.unique(train["item_id"].to_numpy().astype(str))
+
+
+def fit_collaborative(train: pd.DataFrame, item_ids: np.ndarray, params: dict | None = None) -> sp.csr_matrix:
+    params = params or {}
+    data = InteractionMatrix.from_interactions(train, items=item_ids)
+    return ease_recall_matrix(data.matrix, lam=params.get("ease_lambda", 500.0), top_k=params.get("ease_top_k", 200),
+                              max_items=params.get("ease_max_items", 10_000))
+
+
+def fit_covisitation(train: pd.DataFrame, item_ids: np.ndarray, params: dict | None = None) -> sp.csr_matrix:
+    params = params or {}
+    return covisitation_matrix(train, item_ids, window=params.get("covis_window", 20),
+                               half_life_days=params.get("covis_half_life_days", 30.0),
+                               top_k=params.get("covis_top_k", 100))
+
+
+def embedding_matrix(embeddings: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Rows of ``embeddings`` (indexed by item_id) in ``item_ids`` order; zeros for unknown ids."""
+    return embeddings.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
+
+
+def assemble_components(
     train: pd.DataFrame,
     items: pd.DataFrame,
-    embeddings: pd.DataFrame | np.ndarray,
-    params: dict | None = None,
+    item_ids: np.ndarray,
+    collaborative: sp.csr_matrix,
+    covisitation: sp.csr_matrix,
+    content_index: ContentIndex,
+    timeline,
 ) -> Components:
-    """All recall components on ``train``; ``embeddings`` is indexed by item_id (one row each)."""
-    params = params or {}
-    data = InteractionMatrix.from_interactions(train)
-    item_ids = data.items
-    vectors = embeddings.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
     value = np.zeros(len(item_ids), np.float32)
     if "value" in train:
         means = train.groupby(train["item_id"].astype(str))["value"].mean()
@@ -61,12 +85,28 @@ def fit_components(
     categories, _ = category_matrix(items, item_ids)
     return Components(
         items=item_ids,
-        ease=ease_recall_matrix(data.matrix, lam=params.get("ease_lambda", 500.0), top_k=params.get("ease_top_k", 200)),
-        covisitation=covisitation_matrix(train, item_ids, window=params.get("covis_window", 20),
-                                         half_life_days=params.get("covis_half_life_days", 30.0)),
-        content_index=ContentIndex(vectors),
+        ease=collaborative,
+        covisitation=covisitation,
+        content_index=content_index,
         categories=categories,
         item_mean_value=value,
-        timeline=item_timeline(train, item_ids),
+        timeline=timeline,
         histories=histories(train, item_ids),
+    )
+
+
+def fit_components(
+    train: pd.DataFrame,
+    items: pd.DataFrame,
+    embeddings: pd.DataFrame,
+    params: dict | None = None,
+) -> Components:
+    """All recall components on ``train`` in one call; ``embeddings`` is indexed by item_id."""
+    item_ids = fold_items(train)
+    return assemble_components(
+        train, items, item_ids,
+        fit_collaborative(train, item_ids, params),
+        fit_covisitation(train, item_ids, params),
+        ContentIndex(embedding_matrix(embeddings, item_ids)),
+        item_timeline(train, item_ids),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -36,3 +37,28 @@ def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.nda
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=False)
     return np.asarray(vectors, dtype=np.float32)
+
+
+def text_digest(texts: pd.Series) -> pd.Series:
+    return texts.map(lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()[:16])
+
+
+def embed_items_incrementally(items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder) -> tuple[pd.DataFrame, int]:
+    """Embeddings indexed by item_id with a ``digest`` column; only items whose text changed
+    since ``previous`` are encoded again. Returns the table and how many were encoded."""
+    texts = item_text(items)
+    digests = text_digest(texts)
+    ids = items["item_id"].astype(str).to_numpy()
+    reuse = pd.Series(False, index=range(len(ids)))
+    if previous is not None and not previous.empty:
+        old_digest = previous["digest"].reindex(ids)
+        reuse = pd.Series(old_digest.to_numpy() == digests.to_numpy())
+    vectors = np.zeros((len(ids), EMBEDDING_DIM), dtype=np.float32)
+    if reuse.any():
+        vectors[reuse.to_numpy()] = previous.drop(columns="digest").reindex(ids[reuse.to_numpy()]).to_numpy(np.float32)
+    todo = ~reuse.to_numpy()
+    if todo.any():
+        vectors[todo] = embed_texts(texts[todo].tolist(), encoder=encoder_factory())
+    table = pd.DataFrame(vectors, index=pd.Index(ids, name="item_id"), columns=[f"e{i}" for i in range(EMBEDDING_DIM)])
+    table["digest"] = digests.to_numpy()
+    return table, int(todo.sum())

@@ -47,3 +47,14 @@ def temporal_holdout(
     test = data[is_test]
     test = test[test["item_id"].isin(train["item_id"].unique())].reset_index(drop=True)
     return Split(train=train, test=test)
+
+
+VALIDATION = "validation"
+SERVING = "serving"
+
+
+def protocol_folds(interactions: pd.DataFrame) -> dict[str, Split]:
+    """``serving``: train/test of the protocol. ``validation``: the same cut applied to the
+    serving train part, for ranker labels and tuning; it never sees a test row."""
+    serving = temporal_holdout(interactions)
+    return {VALIDATION: temporal_holdout(serving.train), SERVING: serving}

@@ -1,0 +1,123 @@
+"""Recall candidates with validation labels, the LightGBM ranker and the servable bundle."""
+
+
+import time
+
+import dagster as dg
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys_assets import settings
+from recsys_assets.defs.resources import StorageResource
+from recsys_core.components_fit import assemble_components, fold_items
+from recsys_core.ranker import TrainingSet, train_ranker, training_set
+from recsys_core.split import SERVING, VALIDATION, Split
+from recsys_serving.bundle import save_bundle
+from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.components import Components, ItemTimeline
+from recsys_serving.content_index import ContentIndex
+
+ROUTE_INPUTS = ("collaborative_index", "covisitation_index", "content_index", "popular_items")
+
+
+def _components(fold: str, split: dict[str, Split], raw_items: pd.DataFrame, collaborative_index: dict,
+                covisitation_index: dict, content_index: dict, popular_items: dict) -> Components:
+    train = split[fold].train
+    return assemble_components(train, raw_items, fold_items(train), collaborative_index[fold],
+                               covisitation_index[fold], content_index[fold], popular_items[fold])
+
+
+@dg.asset(group_name="ranking", kinds={"numpy"})
+def recall_candidates(
+    context: dg.AssetExecutionContext,
+    interactions_split: dict[str, Split],
+    raw_items: pd.DataFrame,
+    item_features: pd.DataFrame,
+    user_features: pd.DataFrame,
+    collaborative_index: dict[str, sp.csr_matrix],
+    covisitation_index: dict[str, sp.csr_matrix],
+    content_index: dict[str, ContentIndex],
+    popular_items: dict[str, ItemTimeline],
+) -> TrainingSet:
+    """Candidates of every route for the validation users, each with its route scores and
+    features, labelled 1 when the user consumed it in the validation cut."""
+    started = time.perf_counter()
+    components = _components(VALIDATION, interactions_split, raw_items, collaborative_index,
+                             covisitation_index, content_index, popular_items)
+    data = training_set(components, interactions_split[VALIDATION].test)
+    rows = []
+    for bit, route in enumerate(ROUTES):
+        proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
+        rows.append({"route": route, "candidates": int(proposed.sum()),
+                     "labels_found": int(data.labels[proposed].sum())})
+    held_out = len(interactions_split[VALIDATION].test)
+    context.add_output_metadata({
+        "dagster/row_count": len(data.labels),
+        "users": len(data.user_ids),
+        "candidates_per_user": float(len(data.labels) / max(1, len(data.user_ids))),
+        "label_recall": float(data.labels.sum() / max(1, held_out)),
+        "routes": dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False)),
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+    return data
+
+
+@dg.asset(group_name="ranking", kinds={"lightgbm"})
+def ranking_model(context: dg.AssetExecutionContext, recall_candidates: TrainingSet) -> dict:
+    """LightGBM lambdarank over the candidates; rounds chosen by early stopping on user folds."""
+    started = time.perf_counter()
+    booster, info = train_ranker(recall_candidates, seed=settings.seed())
+    gain = booster.feature_importance("gain")
+    importance = pd.DataFrame({"feature": FEATURES, "gain_share": np.round(gain / max(gain.sum(), 1e-12), 4)})
+    context.add_output_metadata({
+        **{k: v for k, v in info.items() if not isinstance(v, list)},
+        "fold_best_rounds": str(info["fold_best_rounds"]),
+        "feature_importance": dg.MetadataValue.md(
+            importance.sort_values("gain_share", ascending=False).head(12).to_markdown(index=False)),
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+    return {"model": booster.model_to_string(), "info": info}
+
+
+@dg.asset(group_name="ranking", kinds={"filesystem"})
+def model_bundle(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    interactions_split: dict[str, Split],
+    raw_items: pd.DataFrame,
+    collaborative_index: dict[str, sp.csr_matrix],
+    covisitation_index: dict[str, sp.csr_matrix],
+    content_index: dict[str, ContentIndex],
+    popular_items: dict[str, ItemTimeline],
+    ranking_model: dict,
+) -> str:
+    """Serving-fold routes plus the ranker in ``models/bundles/<version>`` with a checksummed
+    manifest; returns the bundle directory."""
+    components = _components(SERVING, interactions_split, raw_items, collaborative_index,
+                             covisitation_index, content_index, popular_items)
+    booster = lgb.Booster(model_str=ranking_model["model"])
+    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
+    target = storage.bundles() / version
+    manifest = save_bundle(components, booster, target, {
+        "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
+        "per_route": 100, "code_version": _code_version(),
+    })
+    size = sum(p.stat().st_size for p in target.iterdir())
+    context.add_output_metadata({
+        "version": version, "path": dg.MetadataValue.path(str(target)), "items": manifest["items"],
+        "users": manifest["users"], "size_mb": round(size / 1e6, 2),
+        "files": dg.MetadataValue.json(manifest["files"]),
+    })
+    return str(target)
+
+
+def _code_version() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=settings.PROJECT_ROOT, check=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,91 @@
+"""Recall routes, each fitted on both folds: ``validation`` (ranker training) and ``serving``."""
+
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys_assets.defs.resources import StorageResource
+from recsys_core.components_fit import embedding_matrix, fit_collaborative, fit_covisitation, fold_items
+from recsys_core.content import embed_items_incrementally
+from recsys_core.popularity import item_timeline, popular_table
+from recsys_core.split import SERVING, Split
+from recsys_serving.components import ItemTimeline
+from recsys_serving.content_index import ContentIndex
+
+
+def _per_fold(split: dict[str, Split], fit) -> tuple[dict, dict]:
+    out, seconds = {}, {}
+    for name, fold in split.items():
+        started = time.perf_counter()
+        out[name] = fit(fold.train, fold_items(fold.train))
+        seconds[name] = round(time.perf_counter() - started, 2)
+    return out, seconds
+
+
+def _sparse_metadata(matrices: dict[str, sp.csr_matrix], seconds: dict) -> dict:
+    serving = matrices[SERVING]
+    per_item = np.diff(serving.indptr)
+    return {
+        "dagster/row_count": int(serving.shape[0]),
+        "nonzeros": int(serving.nnz),
+        "items_with_neighbours": int((per_item > 0).sum()),
+        "mean_neighbours": float(per_item.mean()) if len(per_item) else 0.0,
+        "seconds_per_fold": seconds,
+    }
+
+
+@dg.asset(group_name="recall", kinds={"scipy"})
+def collaborative_index(context: dg.AssetExecutionContext, interactions_split: dict[str, Split]) -> dict[str, sp.csr_matrix]:
+    """EASE (lambda 500) item-item weights on the most interacted items, pruned per item."""
+    matrices, seconds = _per_fold(interactions_split, fit_collaborative)
+    context.add_output_metadata(_sparse_metadata(matrices, seconds))
+    return matrices
+
+
+@dg.asset(group_name="recall", kinds={"scipy"})
+def covisitation_index(context: dg.AssetExecutionContext, interactions_split: dict[str, Split]) -> dict[str, sp.csr_matrix]:
+    """Items consumed close together by the same users, decayed by their time distance."""
+    matrices, seconds = _per_fold(interactions_split, fit_covisitation)
+    context.add_output_metadata(_sparse_metadata(matrices, seconds))
+    return matrices
+
+
+@dg.asset(group_name="recall", kinds={"pytorch"})
+def item_embeddings(context: dg.AssetExecutionContext, raw_items: pd.DataFrame, storage: StorageResource) -> pd.DataFrame:
+    """all-MiniLM-L6-v2 vectors of item text; only items whose text changed are encoded again."""
+    cache = storage.path("features", "item_embeddings.parquet")
+    previous = pd.read_parquet(cache) if cache.exists() else None
+    started = time.perf_counter()
+    table, encoded = embed_items_incrementally(raw_items, previous)
+    table.to_parquet(cache)
+    context.add_output_metadata({"dagster/row_count": len(table), "encoded": encoded,
+                                 "reused": len(table) - encoded, "dimension": table.shape[1] - 1,
+                                 "seconds": round(time.perf_counter() - started, 2)})
+    return table
+
+
+@dg.asset(group_name="recall", kinds={"faiss"})
+def content_index(context: dg.AssetExecutionContext, item_embeddings: pd.DataFrame,
+                  interactions_split: dict[str, Split]) -> dict[str, ContentIndex]:
+    """Nearest-neighbour index over the embeddings of each fold's items (faiss, or exact numpy
+    when faiss is missing or USE_FAISS_RECALL=0)."""
+    vectors = item_embeddings.drop(columns="digest")
+    indexes, _ = _per_fold(interactions_split, lambda train, ids: ContentIndex(embedding_matrix(vectors, ids)))
+    context.add_output_metadata({"dagster/row_count": len(indexes[SERVING].vectors),
+                                 "backend": indexes[SERVING].backend})
+    return indexes
+
+
+@dg.asset(group_name="recall", kinds={"pandas"})
+def popular_items(context: dg.AssetExecutionContext, interactions_split: dict[str, Split]) -> dict[str, ItemTimeline]:
+    """Overall popularity and trending lists over time (what was popular at any moment)."""
+    timelines, _ = _per_fold(interactions_split, item_timeline)
+    serving = interactions_split[SERVING].train
+    table = popular_table(serving, fold_items(serving), timelines[SERVING], top_n=10)
+    context.add_output_metadata({"dagster/row_count": int(len(timelines[SERVING].counts)),
+                                 "top_items": dg.MetadataValue.md(table.to_markdown(index=False))})
+    return timelines

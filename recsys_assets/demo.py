@@ -1,0 +1,36 @@
+"""`make demo`: materialise the whole graph on the configured source and print the evaluation."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import dagster as dg
+
+from recsys_assets import settings
+from recsys_assets.definitions import defs
+from recsys_core.evaluation import markdown_table
+
+
+def main() -> int:
+    instance = dg.DagsterInstance.get()
+    started = time.perf_counter()
+    result = defs().resolve_job_def("train_and_evaluate").execute_in_process(instance=instance)
+    if not result.success:
+        print("The run failed; see the UI (make ui) or the log above.", file=sys.stderr)
+        return 1
+    summary = json.loads((settings.data_dir() / "evaluation" / "summary.json").read_text())
+    print(f"\nRun {result.run_id} finished in {time.perf_counter() - started:.0f} s "
+          f"on {summary['dataset']['evaluated_users']} evaluated users.\n")
+    print(markdown_table(summary, "user"), "\n")
+    print(markdown_table(summary, "detail"), "\n")
+    print(f"ranking AUC (validation labels, out of fold): {summary['ranking_auc']:.4f}")
+    print(f"bundle:  {summary['bundle']}")
+    print(f"summary: {settings.data_dir() / 'evaluation' / 'summary.json'}")
+    print("next:    make ui  (assets, metadata and runs at http://127.0.0.1:3000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

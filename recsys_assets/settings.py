@@ -1,0 +1,64 @@
+"""Environment variables of the pipeline, with their defaults (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, str(default))).expanduser().resolve()
+
+
+def data_dir() -> Path:
+    """RECSYS_DATA_DIR: raw tables, features, evaluation reports (default ``data/``)."""
+    return _path("RECSYS_DATA_DIR", PROJECT_ROOT / "data")
+
+
+def models_dir() -> Path:
+    """RECSYS_MODELS_DIR: model bundles (default ``models/``)."""
+    return _path("RECSYS_MODELS_DIR", PROJECT_ROOT / "models")
+
+
+def source_kind() -> str:
+    """RECSYS_SOURCE: sample | export | database | synthetic (default ``sample``)."""
+    return os.environ.get("RECSYS_SOURCE", "sample")
+
+
+def sample_dir() -> Path:
+    """RECSYS_SAMPLE_DIR: the bundled MovieLens copy (default ``data/movielens-small``)."""
+    return _path("RECSYS_SAMPLE_DIR", PROJECT_ROOT / "data" / "movielens-small")
+
+
+def export_dir() -> str:
+    """RECSYS_EXPORT_DIR: directory with items.* and interactions.* (source ``export``)."""
+    return os.environ.get("RECSYS_EXPORT_DIR", "")
+
+
+def database_url() -> str:
+    """RECSYS_DATABASE_URL: SQLAlchemy URL (source ``database``)."""
+    return os.environ.get("RECSYS_DATABASE_URL", "")
+
+
+def items_table() -> str:
+    """RECSYS_ITEMS_TABLE: table name or SELECT query (default ``items``)."""
+    return os.environ.get("RECSYS_ITEMS_TABLE", "items")
+
+
+def interactions_table() -> str:
+    """RECSYS_INTERACTIONS_TABLE: table name or SELECT query (default ``interactions``)."""
+    return os.environ.get("RECSYS_INTERACTIONS_TABLE", "interactions")
+
+
+def synthetic_size() -> tuple[int, int, int]:
+    """RECSYS_SYNTHETIC_USERS / _ITEMS / _INTERACTIONS (default 1000 / 2000 / 50000)."""
+    return (int(os.environ.get("RECSYS_SYNTHETIC_USERS", "1000")),
+            int(os.environ.get("RECSYS_SYNTHETIC_ITEMS", "2000")),
+            int(os.environ.get("RECSYS_SYNTHETIC_INTERACTIONS", "50000")))
+
+
+def seed() -> int:
+    """RECSYS_SEED: seed of the synthetic source and of the ranker (default 0)."""
+    return int(os.environ.get("RECSYS_SEED", "0"))
