@@ -54,7 +54,7 @@ def generate(n_users: int = 1_000, n_items: int = 2_000, n_interactions: int = 5
     gaps = rng.exponential(3 * 86_400, len(users)) * (rng.random(len(users)) < 0.2) + 60
     offsets = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[np.cumsum(per_user) - per_user], per_user)
     # an item is consumed no earlier than its release: new items arrive over time
-    stamps = np.maximum(first[users] + offsets.astype(np.int64), release[chosen] + (gaps.astype(np.int64) % 3_600))
+    stamps = np.maximum(first[users] + offsets.astype(np.int64), release[chosen]) + np.arange(len(users)) % 600
     rows_user, rows_item, rows_ts = users, chosen, stamps
     interactions = pd.DataFrame({
         "user_id": [f"u{u}" for u in rows_user],

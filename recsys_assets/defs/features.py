@@ -9,14 +9,18 @@ from recsys_core.split import SERVING, VALIDATION, Split, protocol_folds
 
 
 @dg.asset(group_name="features", kinds={"pandas"})
-def interactions_split(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame) -> dict[str, Split]:
+def interactions_split(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame,
+                       raw_items: pd.DataFrame) -> dict[str, Split]:
     """``serving``: the protocol's per-user temporal holdout (shared/EVALUATION.md).
-    ``validation``: the same cut inside the serving train part, for ranker labels."""
-    folds = protocol_folds(raw_interactions)
+    ``validation``: the same cut inside the serving train part, for ranker labels.
+    Interactions with items missing from the catalog cannot be served and are left out."""
+    known = raw_interactions["item_id"].isin(raw_items["item_id"])
+    folds = protocol_folds(raw_interactions[known])
     rows = [{"fold": name, "train": len(s.train), "held_out": len(s.test),
              "users": s.train["user_id"].nunique(), "items": s.train["item_id"].nunique()} for name, s in folds.items()]
     context.add_output_metadata({
         "dagster/row_count": len(folds[SERVING].train) + len(folds[SERVING].test),
+        "unknown_item_rows_left_out": int((~known).sum()),
         "test_users": int(folds[SERVING].test["user_id"].nunique()),
         "validation_users": int(folds[VALIDATION].test["user_id"].nunique()),
         "folds": dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False)),

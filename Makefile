@@ -1,0 +1,56 @@
+# Quick start: `make demo` (whole graph on the bundled sample) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := $(CURDIR)/.venv
+endif
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.recsys-installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+help:
+	@echo "make demo            install, materialise the whole graph on the sample, print the evaluation"
+	@echo "make test            run the test suite"
+	@echo "make ui              dagster dev on the same instance ($(DAGSTER_HOME))"
+	@echo "make bench-pipeline  time every asset on the sample and on a 10x synthetic data set"
+	@echo "make lint            ruff"
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+# torch first and pinned: its CPU build, or pip pulls a multi-GB CUDA build for sentence-transformers.
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+instance: $(DAGSTER_HOME)/dagster.yaml
+
+demo: install instance
+	$(PYTHON) -m recsys_assets.demo
+
+ui: install instance
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench-pipeline: install instance
+	$(PYTHON) -m scripts.bench_pipeline
+
+.PHONY: help install instance demo ui test lint bench-pipeline

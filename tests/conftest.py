@@ -1,0 +1,21 @@
+import os
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def interactions(rows: list[tuple]) -> pd.DataFrame:
+    """(user_id, item_id, timestamp[, value]) tuples as a canonical interactions frame."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "value"][: len(rows[0])])
+    if "value" not in frame:
+        frame["value"] = 1.0
+    frame["event"] = "view"
+    return frame.astype({"user_id": str, "item_id": str})
+
+
+@pytest.fixture
+def make_interactions():
+    return interactions

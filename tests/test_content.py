@@ -1,0 +1,38 @@
+import numpy as np
+import pandas as pd
+
+from recsys_core.content import embed_items_incrementally, embed_texts, item_text, load_encoder
+
+
+def test_item_text_joins_fields_and_skips_empty_parts():
+    items = pd.DataFrame({"item_id": ["1", "2"], "title": ["Toy Story", "Heat"],
+                          "categories": ["Animation|Comedy", ""], "tags": ["pixar", ""], "description": ["", ""]})
+    assert item_text(items).tolist() == ["Toy Story. Animation, Comedy. pixar", "Heat"]
+
+
+def test_bundled_minilm_embeds_offline_and_ranks_related_text_higher():
+    vectors = embed_texts(["a cartoon about toys that come alive", "animated film with talking toys",
+                           "tax law for small companies"])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_only_changed_items_are_encoded_again():
+    encoder = load_encoder()
+    calls = []
+
+    def counting_factory():
+        calls.append(1)
+        return encoder
+
+    items = pd.DataFrame({"item_id": ["1", "2"], "title": ["Toy Story", "Heat"]})
+    first, encoded = embed_items_incrementally(items, None, counting_factory)
+    assert encoded == 2
+    same, encoded = embed_items_incrementally(items, first, counting_factory)
+    assert encoded == 0 and len(calls) == 1
+    pd.testing.assert_frame_equal(same, first)
+    changed = pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["Toy Story", "Heat 2", "Up"]})
+    table, encoded = embed_items_incrementally(changed, first, counting_factory)
+    assert encoded == 2
+    assert np.allclose(table.loc["1"].drop("digest").to_numpy(float), first.loc["1"].drop("digest").to_numpy(float))

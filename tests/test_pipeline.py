@@ -1,0 +1,140 @@
+"""The whole asset graph on a small synthetic data set, materialised for real."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from recsys_assets.definitions import defs
+from recsys_assets.defs.resources import DataSourceResource, StorageResource
+from recsys_core.metrics import evaluate_lists
+from recsys_serving.bundle import BundleError, load_bundle, verify_bundle
+
+ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
+          "collaborative_index", "covisitation_index", "item_embeddings", "content_index", "popular_items",
+          "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary"]
+
+
+def resources(tmp: Path, **source) -> dict:
+    config = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400,
+              "synthetic_interactions": 12_000, "seed": 7, **source}
+    return {
+        "storage": StorageResource(data_dir=str(tmp / "data"), models_dir=str(tmp / "models")),
+        "source": DataSourceResource(**config),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(list(defs().assets), resources=resources(tmp), instance=instance)
+    return tmp, result, instance
+
+
+def _metadata(result, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_definitions_load_and_validate():
+    definitions = defs()
+    dg.Definitions.validate_loadable(definitions)
+    keys = {k.to_user_string() for k in definitions.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == set(ASSETS)
+
+
+def test_every_asset_materialised_with_metadata(run):
+    _, result, _ = run
+    assert result.success
+    for key in ASSETS:
+        metadata = _metadata(result, key)
+        assert metadata, key
+    raw = _metadata(result, "raw_interactions")
+    assert raw["new_rows"] == raw["dagster/row_count"] > 12_000 * 0.9
+    assert _metadata(result, "recall_candidates")["label_recall"] > 0.2
+    assert 0.5 < _metadata(result, "ranking_model")["auc"] <= 1.0
+    assert "| **model** |" in _metadata(result, "evaluation_summary")["user_table"]
+
+
+def test_summary_shape_and_model_beats_popularity(run):
+    tmp, _, _ = run
+    summary = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
+    metric_keys = {"ndcg@10", "recall@10", "hr@10", "coverage@10", "users"}
+    for context in ("user", "detail"):
+        assert set(summary[context]["model"]) == metric_keys
+        assert set(summary[context]["routes"]) == {"collaborative", "covisitation", "content", "trending", "popular"}
+        assert set(summary[context]["baselines"]) == {"most_pop", "item_knn", "ease"}
+    assert summary["dataset"]["evaluated_users"] == summary["user"]["model"]["users"] > 250
+    user = summary["user"]
+    assert user["model"]["ndcg@10"] > user["baselines"]["most_pop"]["ndcg@10"]
+    assert user["model"]["ndcg@10"] > user["routes"]["popular"]["ndcg@10"]
+    assert 0.5 < summary["ranking_auc"] <= 1.0
+
+
+def test_evaluation_numbers_come_from_the_runtime_recommender(run):
+    """Single requests through the served class reproduce the summary's model numbers."""
+    tmp, result, _ = run
+    summary = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
+    recommender = load_bundle(summary["bundle"])
+    assert recommender.version == summary["model_version"]
+    split = result.output_for_node("interactions_split")["serving"]
+    truth = split.test.groupby("user_id")["item_id"].apply(set).to_dict()
+    lists = {user: recommender.recommend(user, k=10).items for user in truth}
+    served = evaluate_lists(lists, truth, split.train["item_id"].nunique())
+    for key in ("ndcg@10", "recall@10", "hr@10", "coverage@10"):
+        assert served[key] == pytest.approx(summary["user"]["model"][key], abs=1e-12)
+
+
+def test_bundle_manifest_checksums(run):
+    tmp, _, _ = run
+    summary = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
+    bundle = Path(summary["bundle"])
+    manifest = verify_bundle(bundle)
+    assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt"}
+    with (bundle / "ranker.txt").open("a") as handle:
+        handle.write("\n")
+    with pytest.raises(BundleError, match="checksum mismatch for ranker.txt"):
+        load_bundle(bundle)
+
+
+def test_rerun_without_new_data_keeps_watermark_and_data_version(run):
+    tmp, first, instance = run
+    again = dg.materialize(list(defs().assets), resources=resources(tmp), instance=instance,
+                           selection=["raw_items", "raw_interactions"])
+    before, after = _metadata(first, "raw_interactions"), _metadata(again, "raw_interactions")
+    assert after["new_rows"] == 0
+    assert after["watermark_timestamp"] == before["watermark_timestamp"]
+    assert after["dagster/row_count"] == before["dagster/row_count"]
+    events = [e for e in again.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw_interactions"]
+    first_events = [e for e in first.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == "raw_interactions"]
+    assert events[0].materialization.tags["dagster/data_version"] == first_events[0].materialization.tags[
+        "dagster/data_version"]
+
+
+def test_failed_extraction_does_not_advance_the_watermark(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "items.csv").write_text("item_id,title\n1,A\n2,B\n")
+    (export / "interactions.csv").write_text("user_id,item_id,timestamp\nu,1,10\nu,2,20\n")
+    res = resources(tmp_path, kind="export", export_dir=str(export))
+    ok = dg.materialize(list(defs().assets), resources=res, selection=["raw_items", "raw_interactions"])
+    assert ok.success
+    watermark = (tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text()
+    # a later export is broken: the run fails, the stored table and watermark stay as they were
+    (export / "interactions.csv").write_text("user_id,item_id\nu,3\n")
+    failed = dg.materialize(list(defs().assets), resources=res, selection=["raw_interactions"],
+                            raise_on_error=False)
+    assert not failed.success
+    assert (tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text() == watermark
+    # new valid rows then arrive and are appended
+    (export / "interactions.csv").write_text("user_id,item_id,timestamp\nu,1,10\nu,2,20\nv,1,30\n")
+    again = dg.materialize(list(defs().assets), resources=res, selection=["raw_interactions"])
+    assert _metadata(again, "raw_interactions")["new_rows"] == 1
+    assert json.loads((tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text())[
+        "max_timestamp"] == 30
+    assert np.isfinite(_metadata(again, "raw_interactions")["watermark_timestamp"])

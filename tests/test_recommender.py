@@ -1,0 +1,99 @@
+"""Candidate generation, ranker features and the recommender on a hand-made world."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_core.components_fit import fit_components
+from recsys_core.ranker import training_set, user_requests
+from recsys_serving.candidates import FEATURES, ROUTES, generate
+from recsys_serving.recommender import Recommender
+from tests.conftest import interactions
+
+DAY = 86_400
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):
+        group = u % 2  # even users like items 0-9, odd users like 10-19
+        for k, item in enumerate(rng.choice(10, size=6, replace=False) + 10 * group):
+            rows.append((f"u{u}", f"i{item}", u * DAY + k * 3600, float(1 + k % 5)))
+    train = interactions(rows)
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(20)], "title": [f"t{i}" for i in range(20)],
+                          "categories": ["even" if i < 10 else "odd" for i in range(20)]})
+    vectors = np.zeros((20, 4), dtype=np.float32)
+    vectors[:10, 0] = 1.0
+    vectors[10:, 1] = 1.0
+    embeddings = pd.DataFrame(vectors, index=items["item_id"])
+    return train, items, fit_components(train, items, embeddings, {"ease_lambda": 1.0})
+
+
+def test_features_match_their_definitions(world):
+    train, _, comp = world
+    users = np.array(["u0", "u1"])
+    cands = generate(comp, user_requests(comp, users), per_route=20)
+    assert cands.features.shape == (len(cands.rows), len(FEATURES))
+    history0, _ = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    binary = np.zeros(len(comp.items), np.float32)
+    binary[history0] = 1
+    expected_collab = binary @ comp.ease.toarray()
+    mine = cands.rows == 0
+    col = FEATURES.index("collaborative_score")
+    assert np.allclose(cands.features[mine, col], expected_collab[cands.items[mine]], atol=1e-5)
+    # seen items are never candidates
+    assert not set(cands.items[mine]) & set(history0.tolist())
+    # category affinity: u0 only consumed "even" items
+    aff = cands.features[:, FEATURES.index("category_affinity")]
+    even = np.array([int(i[1:]) < 10 for i in comp.items[cands.items]])
+    assert np.allclose(aff[mine & even], 1.0) and np.allclose(aff[mine & ~even], 0.0)
+    # history length feature
+    assert np.allclose(cands.features[mine, FEATURES.index("log_history_length")], np.log1p(len(history0)))
+    # route flags agree with the bitmask
+    for bit, route in enumerate(ROUTES):
+        assert np.array_equal(cands.features[:, FEATURES.index(f"from_{route}")], (cands.routes >> bit) & 1)
+
+
+def test_training_labels_mark_held_out_items(world):
+    _, _, comp = world
+    in_candidates = generate(comp, user_requests(comp, np.array(["u0"])), per_route=20)
+    target = comp.items[in_candidates.items[0]]
+    labels = pd.DataFrame({"user_id": ["u0", "u0"], "item_id": [target, "not-an-item"]})
+    data = training_set(comp, labels, per_route=20)
+    assert data.labels.sum() == 1
+    assert comp.items[data.candidates.items[data.labels == 1][0]] == target
+
+
+def test_recommendations_stay_in_taste_and_exclude_history(world):
+    _, _, comp = world
+    rec = Recommender(comp)  # no ranker: collaborative score order
+    result = rec.recommend("u0", k=4)
+    history, _ = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    assert result.fallback is None
+    assert not set(result.items) & set(comp.items[history].tolist())
+    assert all(int(i[1:]) < 10 for i in result.items)
+    assert all(routes for routes in result.routes)
+
+
+def test_detail_excludes_anchor_and_unknowns_fall_back(world):
+    _, _, comp = world
+    rec = Recommender(comp)
+    detail = rec.recommend_detail("i3", user_id="u1", k=5)
+    assert "i3" not in detail.items and detail.fallback is None
+    similar = rec.similar("i12", k=3)
+    assert "i12" not in similar.items and all(int(i[1:]) >= 10 for i in similar.items)
+    unknown_user = rec.recommend("nobody", k=3)
+    assert unknown_user.fallback == "unknown user" and len(unknown_user.items) == 3
+    assert unknown_user.routes == [["popular"]] * 3
+    unknown_item = rec.similar("no-such-item", k=3)
+    assert unknown_item.fallback == "unknown item"
+
+
+def test_batch_and_single_requests_agree(world):
+    _, _, comp = world
+    rec = Recommender(comp)
+    users = [f"u{u}" for u in range(10)]
+    batch = rec.recommend_many(users, k=5)
+    assert [r.items for r in batch] == [rec.recommend(u, k=5).items for u in users]

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_core.baselines import ease_weights
+from recsys_core.collaborative import ease_item_weights, ease_recall_matrix
+from recsys_core.covisitation import covisitation_matrix
+from recsys_core.popularity import item_timeline
+from recsys_core.sparse_topk import keep_top_k_per_row
+from recsys_serving.content_index import ContentIndex
+from tests.conftest import interactions
+
+DAY = 86_400
+
+
+def test_covisitation_pairs_decay_with_time_and_are_cosine_normalised():
+    rows = [("u", "a", 0), ("u", "b", 30 * DAY), ("v", "a", 0), ("v", "c", 0)]
+    items = np.array(["a", "b", "c"])
+    m = covisitation_matrix(interactions(rows), items, window=5, half_life_days=30.0).toarray()
+    # a-b: one pair 30 days apart = 0.5, a seen twice, b once -> 0.5 / sqrt(2 * 1)
+    assert m[0, 1] == pytest.approx(0.5 / np.sqrt(2), rel=1e-5)
+    # a-c: same moment = 1.0 -> 1 / sqrt(2)
+    assert m[0, 2] == pytest.approx(1 / np.sqrt(2), rel=1e-5)
+    assert m[1, 2] == 0 and np.allclose(m, m.T)
+
+
+def test_covisitation_window_limits_pair_distance():
+    rows = [("u", x, t) for t, x in enumerate("abcd")]
+    m = covisitation_matrix(interactions(rows), np.array(list("abcd")), window=1).toarray()
+    assert m[0, 1] > 0 and m[0, 2] == 0 and m[0, 3] == 0
+
+
+def test_ease_cholesky_matches_closed_form():
+    rng = np.random.default_rng(1)
+    x = sp.csr_matrix((rng.random((200, 40)) < 0.15).astype(np.float32))
+    assert np.allclose(ease_item_weights(x, 10.0), ease_weights(x, 10.0), atol=1e-5)
+
+
+def test_ease_recall_keeps_largest_magnitudes_and_most_popular_items():
+    rng = np.random.default_rng(2)
+    x = sp.csr_matrix((rng.random((300, 30)) < 0.2).astype(np.float32))
+    full = ease_weights(x, 5.0)
+    pruned = ease_recall_matrix(x, lam=5.0, top_k=5).toarray()
+    assert ((pruned != 0).sum(axis=1) <= 5).all()
+    kept = pruned != 0
+    for row in range(30):
+        smallest_kept = np.abs(full[row][kept[row]]).min()
+        assert np.abs(full[row][~kept[row]]).max() <= smallest_kept + 1e-6
+    limited = ease_recall_matrix(x, lam=5.0, top_k=5, max_items=10)
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    outside = np.argsort(-counts, kind="stable")[10:]
+    assert limited[outside].nnz == 0 and limited[:, outside].nnz == 0
+
+
+def test_keep_top_k_per_row():
+    m = sp.csr_matrix(np.array([[5.0, 1.0, 3.0, 0.0], [0.0, 2.0, 0.0, 0.0]]))
+    assert keep_top_k_per_row(m, 2).toarray().tolist() == [[5.0, 0.0, 3.0, 0.0], [0.0, 2.0, 0.0, 0.0]]
+
+
+def test_timeline_window_counts_and_trending():
+    rows = [("u1", "a", 1 * DAY), ("u2", "a", 2 * DAY), ("u3", "b", 40 * DAY), ("u4", "b", 41 * DAY),
+            ("u5", "b", 42 * DAY)]
+    items = np.array(["a", "b"])
+    timeline = item_timeline(interactions(rows), items, trending_days=30, n_buckets=4, list_size=2)
+    counts = timeline.window_counts(np.array([0, 1, 0]), np.array([2 * DAY, 42 * DAY, 42 * DAY]), 30 * DAY)
+    assert counts.tolist() == [2.0, 3.0, 0.0]
+    assert timeline.first_seen(np.array([0, 1])).tolist() == [1 * DAY, 40 * DAY]
+    assert timeline.trending_at(np.array([42 * DAY]))[0].tolist()[0] == 1  # b is trending at the end
+    assert timeline.trending_at(np.array([12 * DAY]))[0].tolist()[0] == 0  # a, earlier
+
+
+@pytest.mark.parametrize("use_faiss", [True, False])
+def test_content_index_backends_agree(use_faiss):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = ContentIndex(vectors, use_faiss=use_faiss)
+    scores, idx = index.search(vectors[:3], 4)
+    assert idx[:, 0].tolist() == [0, 1, 2]
+    exact = vectors[:3] @ vectors.T
+    assert np.allclose(scores, np.take_along_axis(exact, idx, axis=1), atol=1e-5)
+    assert np.allclose(np.sort(exact, axis=1)[:, ::-1][:, :4], scores, atol=1e-5)
