@@ -43,7 +43,9 @@ def text_digest(texts: pd.Series) -> pd.Series:
     return texts.map(lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()[:16])
 
 
-def embed_items_incrementally(items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder) -> tuple[pd.DataFrame, int]:
+def embed_items_incrementally(
+    items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder
+) -> tuple[pd.DataFrame, int]:
     """Embeddings indexed by item_id with a ``digest`` column; only items whose text changed
     since ``previous`` are encoded again. Returns the table and how many were encoded."""
     texts = item_text(items)
