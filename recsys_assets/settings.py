@@ -62,3 +62,31 @@ def synthetic_size() -> tuple[int, int, int]:
 def seed() -> int:
     """RECSYS_SEED: seed of the synthetic source and of the ranker (default 0)."""
     return int(os.environ.get("RECSYS_SEED", "0"))
+
+
+def mlflow_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI: an MLflow server; default a SQLite store ``models/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{models_dir() / 'mlflow.db'}"
+
+
+def raw_max_lag_hours() -> float:
+    """RECSYS_RAW_MAX_LAG_HOURS: raw tables older than this are shown stale (default 24)."""
+    return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))
+
+
+def gate_thresholds():
+    """RECSYS_MIN_NDCG_GAIN (0.002), RECSYS_RECALL_TOLERANCE (0.005), RECSYS_AUC_TOLERANCE (0.05),
+    RECSYS_MIN_EVAL_USERS (500), RECSYS_MIN_QUALITY_SCORE (90), RECSYS_LATENCY_BUDGET_MS (10),
+    RECSYS_LATENCY_REQUESTS (1000)."""
+    from recsys_core.gate import GateThresholds
+
+    env = os.environ.get
+    return GateThresholds(
+        min_ndcg_gain=float(env("RECSYS_MIN_NDCG_GAIN", "0.002")),
+        recall_tolerance=float(env("RECSYS_RECALL_TOLERANCE", "0.005")),
+        auc_relative_tolerance=float(env("RECSYS_AUC_TOLERANCE", "0.05")),
+        min_eval_users=int(env("RECSYS_MIN_EVAL_USERS", "500")),
+        min_quality_score=float(env("RECSYS_MIN_QUALITY_SCORE", "90")),
+        latency_budget_ms=float(env("RECSYS_LATENCY_BUDGET_MS", "10")),
+        latency_requests=int(env("RECSYS_LATENCY_REQUESTS", "1000")),
+    )

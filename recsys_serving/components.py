@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,6 +77,11 @@ class Components:
     item_mean_value: np.ndarray
     timeline: ItemTimeline
     histories: Histories
+
+    @cached_property
+    def category_matrix(self) -> np.ndarray:
+        """Dense item x category multi-hot (at most a few hundred categories)."""
+        return self.categories.toarray().astype(np.float32)
 
     @property
     def embeddings(self) -> np.ndarray:

@@ -86,7 +86,9 @@ class Recommender:
             return np.where(proposed > 0, column, -np.inf)
         if self.ranker is None:
             return candidates.features[:, FEATURES.index("collaborative_score")]
-        return np.asarray(self.ranker.predict(candidates.features), dtype=np.float64)
+        # one thread: requests are small and the server runs many at once
+        threads = 1 if len(candidates.rows) < 20_000 else 0
+        return np.asarray(self.ranker.predict(candidates.features, num_threads=threads), dtype=np.float64)
 
     def _popular_list(self, exclude: set, k: int) -> list[int]:
         out = []

@@ -8,36 +8,26 @@ import numpy as np
 import pytest
 
 from recsys_assets.definitions import defs
-from recsys_assets.defs.resources import DataSourceResource, StorageResource
 from recsys_core.metrics import evaluate_lists
 from recsys_serving.bundle import BundleError, load_bundle, verify_bundle
+from tests.pipeline_helpers import materialize, metadata
 
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
           "collaborative_index", "covisitation_index", "item_embeddings", "content_index", "popular_items",
-          "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary"]
-
-
-def resources(tmp: Path, **source) -> dict:
-    config = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400,
-              "synthetic_interactions": 12_000, "seed": 7, **source}
-    return {
-        "storage": StorageResource(data_dir=str(tmp / "data"), models_dir=str(tmp / "models")),
-        "source": DataSourceResource(**config),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
-    }
+          "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary", "data_quality_report",
+          "challenger", "champion"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(list(defs().assets), resources=resources(tmp), instance=instance)
+    result = materialize(tmp, instance=instance)
     return tmp, result, instance
 
 
 def _metadata(result, key: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    return metadata(result, key)
 
 
 def test_definitions_load_and_validate():
@@ -103,8 +93,7 @@ def test_bundle_manifest_checksums(run):
 
 def test_rerun_without_new_data_keeps_watermark_and_data_version(run):
     tmp, first, instance = run
-    again = dg.materialize(list(defs().assets), resources=resources(tmp), instance=instance,
-                           selection=["raw_items", "raw_interactions"])
+    again = materialize(tmp, instance=instance, selection=["raw_items", "raw_interactions"])
     before, after = _metadata(first, "raw_interactions"), _metadata(again, "raw_interactions")
     assert after["new_rows"] == 0
     assert after["watermark_timestamp"] == before["watermark_timestamp"]
@@ -121,19 +110,18 @@ def test_failed_extraction_does_not_advance_the_watermark(tmp_path):
     export.mkdir()
     (export / "items.csv").write_text("item_id,title\n1,A\n2,B\n")
     (export / "interactions.csv").write_text("user_id,item_id,timestamp\nu,1,10\nu,2,20\n")
-    res = resources(tmp_path, kind="export", export_dir=str(export))
-    ok = dg.materialize(list(defs().assets), resources=res, selection=["raw_items", "raw_interactions"])
+    source = {"kind": "export", "export_dir": str(export)}
+    ok = materialize(tmp_path, selection=["raw_items", "raw_interactions"], **source)
     assert ok.success
     watermark = (tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text()
     # a later export is broken: the run fails, the stored table and watermark stay as they were
     (export / "interactions.csv").write_text("user_id,item_id\nu,3\n")
-    failed = dg.materialize(list(defs().assets), resources=res, selection=["raw_interactions"],
-                            raise_on_error=False)
+    failed = materialize(tmp_path, selection=["raw_interactions"], **source)
     assert not failed.success
     assert (tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text() == watermark
     # new valid rows then arrive and are appended
     (export / "interactions.csv").write_text("user_id,item_id,timestamp\nu,1,10\nu,2,20\nv,1,30\n")
-    again = dg.materialize(list(defs().assets), resources=res, selection=["raw_interactions"])
+    again = materialize(tmp_path, selection=["raw_interactions"], **source)
     assert _metadata(again, "raw_interactions")["new_rows"] == 1
     assert json.loads((tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text())[
         "max_timestamp"] == 30

@@ -2,12 +2,19 @@
 
 
 import time
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
+from recsys_assets import settings
 from recsys_assets.defs.resources import DataSourceResource, StorageResource
 from recsys_core.raw_store import RawStore, merge_new
+
+RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=settings.raw_max_lag_hours()),
+    warn_window=timedelta(hours=settings.raw_max_lag_hours() / 2),
+)
 
 
 def _save_rejects(storage: StorageResource, name: str, rejects: pd.DataFrame) -> str:
@@ -20,7 +27,7 @@ def _reject_summary(rejects: pd.DataFrame) -> dict:
     return rejects["reason"].value_counts().to_dict() if len(rejects) else {}
 
 
-@dg.asset(group_name="raw", kinds={"pandas", "parquet"})
+@dg.asset(group_name="raw", kinds={"pandas", "parquet"}, freshness_policy=RAW_FRESHNESS)
 def raw_items(context: dg.AssetExecutionContext, source: DataSourceResource, storage: StorageResource) -> pd.DataFrame:
     """The catalog in the canonical schema (item_id, title, description, categories, tags)."""
     started = time.perf_counter()
@@ -39,7 +46,7 @@ def raw_items(context: dg.AssetExecutionContext, source: DataSourceResource, sto
     return items
 
 
-@dg.asset(group_name="raw", kinds={"pandas", "parquet"})
+@dg.asset(group_name="raw", kinds={"pandas", "parquet"}, freshness_policy=RAW_FRESHNESS)
 def raw_interactions(context: dg.AssetExecutionContext, source: DataSourceResource,
                      storage: StorageResource) -> dg.Output[pd.DataFrame]:
     """All interactions so far: new source rows at or after the watermark are appended; the

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from recsys_assets import settings
+from recsys_assets.defs.tracking import MlflowResource
 from recsys_core import sources, synthetic
 
 
@@ -74,6 +75,8 @@ def resources_from_environment() -> dict:
             synthetic_interactions=interactions, seed=settings.seed(),
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(data_dir / "dagster_storage")),
+        "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
+                                          models_dir=str(settings.models_dir())),
     }
 
 

@@ -1,0 +1,134 @@
+"""`recsys`: operate the model registry and run the pipeline from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from recsys_assets import settings
+from recsys_core.registry import CHALLENGER, CHAMPION, RegistryError
+
+
+def _registry():
+    from recsys_assets.defs.tracking import MlflowResource
+
+    resource = MlflowResource(tracking_uri=settings.mlflow_tracking_uri(), models_dir=str(settings.models_dir()))
+    return resource.registry()
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join([line, "  ".join("-" * widths[c] for c in columns), *body])
+
+
+def models_list(_: argparse.Namespace) -> int:
+    registry = _registry()
+    aliases = {v: k for k, v in registry.file.data["aliases"].items()}
+    rows = []
+    for version, entry in sorted(registry.file.data["versions"].items(), key=lambda kv: kv[1].get("registered_at", "")):
+        metrics = entry.get("metrics", {})
+        rows.append({"version": version, "alias": aliases.get(version, ""), "mlflow": entry.get("mlflow_version") or "-",
+                     "mlflow_status": entry.get("mlflow_status", ""), "ndcg@10": f"{metrics.get('ndcg@10', 0):.4f}",
+                     "recall@10": f"{metrics.get('recall@10', 0):.4f}", "quality": metrics.get("data_quality_score", ""),
+                     "registered_at": entry.get("registered_at", "")})
+    print(_table(rows, ["version", "alias", "mlflow", "mlflow_status", "ndcg@10", "recall@10", "quality", "registered_at"]))
+    print(f"\n{len(rows)} versions; champion {registry.file.champion or '-'}, challenger {registry.file.challenger or '-'}")
+    return 0
+
+
+def models_promote(args: argparse.Namespace) -> int:
+    registry = _registry()
+    registry.promote(args.version, reason=args.reason)
+    print(f"{args.version} is now {CHAMPION}")
+    return 0
+
+
+def models_rollback(args: argparse.Namespace) -> int:
+    registry = _registry()
+    current = registry.file.champion
+    target = registry.rollback(reason=args.reason)
+    print(f"{CHAMPION}: {current} -> {target}")
+    return 0
+
+
+def models_prune(args: argparse.Namespace) -> int:
+    registry = _registry()
+    doomed = registry.prune(args.keep, execute=not args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(doomed)} versions (kept the {args.keep} newest, {CHAMPION} and {CHALLENGER})")
+    for version in doomed:
+        print(f"  {version}")
+    return 0
+
+
+def models_cleanup(args: argparse.Namespace) -> int:
+    registry = _registry()
+    orphans = registry.orphaned_bundles(settings.models_dir() / "bundles")
+    print(f"{len(orphans)} orphaned bundle directories" + (" (deleting)" if args.execute else " (dry run)"))
+    for path in orphans:
+        print(f"  {path}")
+        if args.execute:
+            shutil.rmtree(path)
+    return 0
+
+
+def pipeline_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from recsys_assets.definitions import defs
+
+    definitions = defs()
+    selection = args.select or None
+    job = definitions.resolve_job_def("train_and_evaluate")
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), asset_selection=[
+        dg.AssetKey(s) for s in selection] if selection else None, raise_on_error=False)
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for check in failed_checks:
+        print(f"check failed: {check.asset_key.to_user_string()}.{check.check_name}: "
+              f"{check.metadata.get('reason', check.metadata.get('problems', '')).value if check.metadata else ''}")
+    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    groups = top.add_subparsers(dest="group", required=True)
+    models = groups.add_parser("models", help="the model registry").add_subparsers(dest="command", required=True)
+    models.add_parser("list", help="versions, aliases and metrics").set_defaults(func=models_list)
+    promote = models.add_parser("promote", help="make VERSION the champion")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="manual promotion")
+    promote.set_defaults(func=models_promote)
+    rollback = models.add_parser("rollback", help="back to the previous champion")
+    rollback.add_argument("--reason", default="manual rollback")
+    rollback.set_defaults(func=models_rollback)
+    prune = models.add_parser("prune", help="delete old versions (never champion or challenger)")
+    prune.add_argument("--keep", type=int, required=True)
+    prune.add_argument("--dry-run", action="store_true")
+    prune.set_defaults(func=models_prune)
+    cleanup = models.add_parser("cleanup", help="bundle directories no version points at")
+    mode = cleanup.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true")
+    mode.add_argument("--execute", action="store_true")
+    cleanup.set_defaults(func=models_cleanup)
+    pipeline = groups.add_parser("pipeline", help="the asset graph").add_subparsers(dest="command", required=True)
+    run = pipeline.add_parser("run", help="materialise the graph (or --select assets)")
+    run.add_argument("--select", nargs="*", help="asset names")
+    run.set_defaults(func=pipeline_run)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RegistryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Tracking, registration and the promotion gate across successive runs of the whole graph."""
+
+import json
+import socket
+
+import dagster as dg
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys_core import synthetic
+from recsys_core.registry import RegistryFile
+from tests.pipeline_helpers import checks, materialised, materialize, metadata
+
+GATE = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
+        "latency_within_budget"}
+
+
+@pytest.fixture(autouse=True)
+def fewer_latency_requests(monkeypatch):
+    monkeypatch.setenv("RECSYS_LATENCY_REQUESTS", "200")
+
+
+def _export(directory, share: float, broken_share: float = 0.0):
+    tables = synthetic.generate(300, 400, 12_000, seed=11)
+    interactions = tables.interactions.rows.sort_values("timestamp")
+    interactions = interactions.iloc[: int(len(interactions) * share)].copy()
+    if broken_share:
+        n = int(len(interactions) * broken_share)
+        interactions.iloc[:n, interactions.columns.get_loc("item_id")] = "no-such-item"
+    directory.mkdir(parents=True, exist_ok=True)
+    tables.items.rows.to_parquet(directory / "items.parquet")
+    interactions.to_parquet(directory / "interactions.parquet")
+    return {"kind": "export", "export_dir": str(directory)}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """Run 1 on the first 40% of the data, run 2 on the same data, run 3 on all of it."""
+    tmp = tmp_path_factory.mktemp("promotion")
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_LATENCY_REQUESTS", "200")
+        source = _export(tmp / "export", 0.4)
+        first = materialize(tmp, instance=instance, **source)
+        second = materialize(tmp, instance=instance, **source)
+        third = materialize(tmp, instance=instance, **_export(tmp / "export", 1.0))
+    return tmp, first, second, third
+
+
+def _registry(tmp):
+    return RegistryFile.load(tmp / "models" / "model_registry.json")
+
+
+def _client(tmp):
+    uri = f"sqlite:///{tmp / 'models' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_model_is_tracked_registered_and_promoted(history):
+    tmp, first, _, _ = history
+    assert first.success
+    assert checks(first).keys() >= GATE and all(checks(first)[c] for c in GATE)
+    challenger = metadata(first, "challenger")
+    assert challenger["mlflow_status"] == "logged"
+    run = _client(tmp).get_run(challenger["mlflow_run_id"])
+    assert run.data.metrics["ndcg_at_10"] == pytest.approx(challenger["ndcg@10"])
+    assert run.data.metrics["data_quality_score"] >= 90
+    assert run.data.tags["dagster_run_id"] == first.run_id
+    assert "data_version.raw_interactions" in run.data.tags and "code_version" in run.data.tags
+    artifacts = {a.path for a in _client(tmp).list_artifacts(run.info.run_id, "bundle")}
+    assert "bundle/manifest.json" in artifacts and "bundle/ranker.txt" in artifacts
+    assert metadata(first, "champion")["previous"] == "none"
+
+
+def test_a_challenger_that_is_not_better_is_rejected(history):
+    tmp, first, second, _ = history
+    assert not second.success
+    assert checks(second)["beats_champion"] is False
+    assert "champion" not in materialised(second)
+    registry = _registry(tmp)
+    v1, v2 = metadata(first, "challenger")["version"], metadata(second, "challenger")["version"]
+    version = _client(tmp).get_model_version("recsys", metadata(second, "challenger")["mlflow_model_version"])
+    assert version.tags["gate.beats_champion"].startswith("failed: ndcg@10")
+    promoted = [e["version"] for e in registry.data["history"] if e["action"] == "promote"]
+    assert v1 in promoted and v2 not in promoted
+
+
+def test_a_better_challenger_is_promoted_and_rollback_restores_both_sides(history):
+    tmp, first, _, third = history
+    assert third.success, checks(third)
+    v1, v3 = metadata(first, "challenger")["version"], metadata(third, "challenger")["version"]
+    gain = [e for e in third.get_asset_check_evaluations() if e.check_name == "beats_champion"][0]
+    assert gain.metadata["ndcg_gain"].value > 0.002
+    registry = _registry(tmp)
+    assert registry.champion == v3
+    client = _client(tmp)
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == metadata(third, "challenger")[
+        "mlflow_model_version"]
+
+    from recsys_assets.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_MODELS_DIR", str(tmp / "models"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'models' / 'mlflow.db'}")
+        assert main(["models", "rollback"]) == 0
+    registry = _registry(tmp)
+    assert registry.champion == v1
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == metadata(first, "challenger")[
+        "mlflow_model_version"]
+    last = registry.data["history"][-1]
+    assert (last["action"], last["version"], last["previous"]) == ("rollback", v1, v3)
+
+
+def test_broken_data_fails_the_quality_gate_and_stops_promotion(tmp_path):
+    source = _export(tmp_path / "export", 1.0, broken_share=0.3)
+    result = materialize(tmp_path, **source)
+    assert checks(result)["quality_score_above_threshold"] is False
+    assert metadata(result, "data_quality_report")["score"] < 90
+    assert not {"challenger", "champion"} & materialised(result)
+    assert not (tmp_path / "models" / "model_registry.json").exists()
+
+
+def _dead_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_training_finishes_when_mlflow_is_down_and_the_backlog_is_uploaded_later(tmp_path):
+    source = _export(tmp_path / "export", 0.5)
+    down = materialize(tmp_path, tracking_uri=_dead_address(), **source)
+    assert "challenger" in materialised(down)
+    info = metadata(down, "challenger")
+    assert info["mlflow_status"] == "pending"
+    backlog = list((tmp_path / "models" / "mlflow_backlog").glob("*.json"))
+    assert [p.stem for p in backlog] == [info["version"]]
+    assert json.loads(backlog[0].read_text())["metrics"]["ndcg@10"] == pytest.approx(info["ndcg@10"])
+    assert _registry(tmp_path).champion == info["version"]  # the JSON registry works without MLflow
+
+    up = materialize(tmp_path, **_export(tmp_path / "export", 1.0))
+    assert metadata(up, "challenger")["backlog_uploaded"] == 1
+    assert not list((tmp_path / "models" / "mlflow_backlog").glob("*.json"))
+    entry = _registry(tmp_path).version(info["version"])
+    assert entry["mlflow_status"] == "logged" and entry["mlflow_version"]
+    uploaded = _client(tmp_path).get_model_version("recsys", entry["mlflow_version"])
+    assert uploaded.tags["bundle_version"] == info["version"]
