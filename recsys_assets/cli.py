@@ -28,7 +28,7 @@ def models_list(_: argparse.Namespace) -> int:
     registry = _registry()
     aliases = {v: k for k, v in registry.file.data["aliases"].items()}
     rows = []
-    for version, entry in sorted(registry.file.data["versions"].items(), key=lambda kv: kv[1].get("registered_at", "")):
+    for version, entry in sorted(registry.file.data["versions"].items(), key=lambda kv: kv[1].get("sequence", 0)):
         metrics = entry.get("metrics", {})
         rows.append({"version": version, "alias": aliases.get(version, ""), "mlflow": entry.get("mlflow_version") or "-",
                      "mlflow_status": entry.get("mlflow_status", ""), "ndcg@10": f"{metrics.get('ndcg@10', 0):.4f}",

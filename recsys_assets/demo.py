@@ -16,9 +16,14 @@ from recsys_core.evaluation import markdown_table
 def main() -> int:
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    result = defs().resolve_job_def("train_and_evaluate").execute_in_process(instance=instance)
-    if not result.success:
-        print("The run failed; see the UI (make ui) or the log above.", file=sys.stderr)
+    result = defs().resolve_job_def("train_and_evaluate").execute_in_process(instance=instance, raise_on_error=False)
+    checks = result.get_asset_check_evaluations()
+    failed_checks = [c for c in checks if not c.passed]
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    if "evaluation_summary" not in materialised:
+        for check in failed_checks:
+            print(f"FAILED check {check.asset_key.to_user_string()}.{check.check_name}", file=sys.stderr)
+        print("The run failed before evaluation; see the UI (make ui) or the log above.", file=sys.stderr)
         return 1
     summary = json.loads((settings.data_dir() / "evaluation" / "summary.json").read_text())
     print(f"\nRun {result.run_id} finished in {time.perf_counter() - started:.0f} s "
@@ -26,6 +31,12 @@ def main() -> int:
     print(markdown_table(summary, "user"), "\n")
     print(markdown_table(summary, "detail"), "\n")
     print(f"ranking AUC (validation labels, out of fold): {summary['ranking_auc']:.4f}")
+    print(f"checks:  {len(checks) - len(failed_checks)} of {len(checks)} passed")
+    for check in failed_checks:
+        reason = check.metadata.get("reason") or check.metadata.get("problems")
+        print(f"  FAILED {check.asset_key.to_user_string()}.{check.check_name}: {reason.value if reason else ''}")
+    outcome = "promoted to champion" if "champion" in materialised else "not promoted (see the failed checks)"
+    print(f"model:   {summary['model_version']} {outcome}; `recsys models list` shows the registry")
     print(f"bundle:  {summary['bundle']}")
     print(f"summary: {settings.data_dir() / 'evaluation' / 'summary.json'}")
     print("next:    make ui  (assets, metadata and runs at http://127.0.0.1:3000)")

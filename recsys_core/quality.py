@@ -89,7 +89,10 @@ def user_view_expectations() -> list:
 def validate(tables: list[TableSpec]) -> list[dict]:
     """Run each table's suite on an ephemeral context; one result row per expectation."""
     gx, _ = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("recsys")
     rows = []
     for spec in tables:

@@ -64,7 +64,8 @@ class RegistryFile:
             raise RegistryError(f"unknown model version {version!r} (known: {known})") from None
 
     def add_version(self, version: str, entry: dict) -> None:
-        self.data["versions"][version] = {"registered_at": _now(), **entry}
+        sequence = 1 + max((v.get("sequence", 0) for v in self.data["versions"].values()), default=0)
+        self.data["versions"][version] = {"registered_at": _now(), "sequence": sequence, **entry}
 
     def set_alias(self, alias: str, version: str | None, action: str, reason: str) -> None:
         previous = self.data["aliases"].get(alias)
@@ -185,7 +186,7 @@ class ModelRegistry:
     def prune(self, keep: int, execute: bool = True) -> list[str]:
         """Delete all but the ``keep`` newest versions; never the champion or the challenger."""
         protected = {self.file.champion, self.file.challenger}
-        ordered = sorted(self.file.data["versions"].items(), key=lambda kv: kv[1].get("registered_at", ""), reverse=True)
+        ordered = sorted(self.file.data["versions"].items(), key=lambda kv: kv[1].get("sequence", 0), reverse=True)
         doomed = [v for i, (v, _) in enumerate(ordered) if i >= keep and v not in protected]
         if execute:
             for version in doomed:
