@@ -82,7 +82,7 @@ def assemble_components(
     if "value" in train:
         means = train.groupby(train["item_id"].astype(str))["value"].mean()
         value = means.reindex(item_ids).fillna(0.0).to_numpy(np.float32)
-    categories, _ = category_matrix(items, item_ids)
+    categories, names = category_matrix(items, item_ids)
     return Components(
         items=item_ids,
         ease=collaborative,
@@ -92,6 +92,7 @@ def assemble_components(
         item_mean_value=value,
         timeline=timeline,
         histories=histories(train, item_ids),
+        category_names=np.array(names, dtype=str),
     )
 
 

@@ -54,6 +54,7 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         history_indptr=histories.indptr,
         history_items=histories.items,
         history_timestamps=histories.timestamps,
+        category_names=components.category_names,
     )
     for name in SPARSE_FILES:
         sp.save_npz(staging / f"{name}.npz", getattr(components, name).tocsr())
@@ -118,6 +119,7 @@ def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:
         ),
         histories=Histories(users=a["history_users"], indptr=a["history_indptr"],
                             items=a["history_items"], timestamps=a["history_timestamps"]),
+        category_names=a.get("category_names", np.empty(0, dtype=str)),
     )
     ranker = lgb.Booster(model_file=str(path / "ranker.txt"))
     return Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),

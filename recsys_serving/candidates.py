@@ -52,6 +52,7 @@ class Candidates:
     items: np.ndarray
     features: np.ndarray
     routes: np.ndarray
+    failed_routes: tuple = ()
 
     def route_names(self, position: int) -> list[str]:
         bits = int(self.routes[position])
@@ -128,14 +129,30 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
     anchor_rows = np.flatnonzero(has_anchor)
     ones = np.ones(len(history.items), dtype=np.float32)
 
-    collaborative = _gather_rows(components.ease, history.rows, history.items, ones, batch)
-    covisitation = _gather_rows(components.covisitation, history.rows, history.items, history.recency, batch)
+    failed: list[str] = []
+    empty = np.zeros((batch, n_items), dtype=np.float32)
+
+    def isolated(route: str, compute):
+        """A route that raises is cut off for this batch (its scores are zero), not the request."""
+        try:
+            return compute()
+        except Exception:  # noqa: BLE001 - any route failure degrades to the other routes
+            failed.append(route)
+            return None
+
+    anchor_weights = np.ones(len(anchor_rows), dtype=np.float32)
+    collab = isolated("collaborative", lambda: (
+        _gather_rows(components.ease, history.rows, history.items, ones, batch),
+        _gather_rows(components.ease, anchor_rows, anchors[anchor_rows], anchor_weights, batch)))
+    collaborative, anchor_collab = collab if collab is not None else (empty, empty)
+    covis = isolated("covisitation", lambda: (
+        _gather_rows(components.covisitation, history.rows, history.items, history.recency, batch),
+        _gather_rows(components.covisitation, anchor_rows, anchors[anchor_rows], anchor_weights, batch)))
+    covisitation, anchor_covis = covis if covis is not None else (empty, empty)
     embeddings = components.embeddings
     profile = _row_normalise(history.row_sums(embeddings[history.items] * history.recency[:, None]))
-    content_scores, content_idx = components.content_index.search(profile, per_route)
-    anchor_weights = np.ones(len(anchor_rows), dtype=np.float32)
-    anchor_collab = _gather_rows(components.ease, anchor_rows, anchors[anchor_rows], anchor_weights, batch)
-    anchor_covis = _gather_rows(components.covisitation, anchor_rows, anchors[anchor_rows], anchor_weights, batch)
+    content = isolated("content", lambda: components.content_index.search(profile, per_route))
+    content_dense = _scatter(*content, batch, n_items) if content is not None else empty
     safe_anchor = np.where(has_anchor, anchors, 0)
 
     unavailable = np.zeros((batch, n_items), dtype=bool)
@@ -150,7 +167,7 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
     proposals = [
         (collaborative, per_route),
         (covisitation + anchor_covis, per_route),
-        (_scatter(content_scores, content_idx, batch, n_items), per_route // 2),
+        (content_dense, per_route // 2),
         (trending, per_route // 2),
         (popular, per_route // 2),
     ]
@@ -193,7 +210,7 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
     bits = mask[rows, cols]
     columns += [((bits >> r) & 1).astype(np.float32) for r in range(len(ROUTES))]
     features = np.column_stack(columns).astype(np.float32)
-    return Candidates(rows=rows, items=cols, features=features, routes=bits)
+    return Candidates(rows=rows, items=cols, features=features, routes=bits, failed_routes=tuple(failed))
 
 
 def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -77,6 +77,7 @@ class Components:
     item_mean_value: np.ndarray
     timeline: ItemTimeline
     histories: Histories
+    category_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
 
     @cached_property
     def category_matrix(self) -> np.ndarray:

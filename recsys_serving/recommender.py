@@ -21,6 +21,7 @@ class Recommendation:
     routes: list[list[str]]
     fallback: str | None = None
     contributions: list[dict[str, float]] | None = None
+    failed_routes: tuple = ()
 
 
 @dataclass
@@ -47,24 +48,42 @@ class Recommender:
     def _batch_size(self) -> int:
         return max(8, BATCH_CELLS // max(1, len(self.components.items)))
 
-    def _requests(self, user_ids: list, anchors: list) -> tuple[Requests, list[str | None]]:
+    def _indices(self, ids: list | None) -> np.ndarray:
+        if not ids:
+            return np.empty(0, np.int64)
+        idx = self.components.item_index(np.array([str(i) for i in ids]))
+        return idx[idx >= 0].astype(np.int64)
+
+    def _requests(self, user_ids: list, anchors: list, recent: list | None = None,
+                  exclude: list | None = None) -> tuple[Requests, list[str | None]]:
+        """``recent``: per request, item ids seen since the bundle was trained (appended to the
+        history, newest last). ``exclude``: per request, item ids never to return."""
         comp = self.components
+        recent = recent or [None] * len(user_ids)
+        exclude = exclude or [None] * len(user_ids)
         user_rows = comp.histories.user_index(np.array(["" if u is None else str(u) for u in user_ids]))
         anchor_idx = comp.item_index(np.array(["" if a is None else str(a) for a in anchors]))
-        histories, as_of, exclude, reasons = [], [], [], []
-        for user, row, anchor, anchor_id in zip(user_ids, user_rows, anchor_idx, anchors, strict=True):
+        histories, as_of, excluded, reasons = [], [], [], []
+        for i, (user, row, anchor, anchor_id) in enumerate(zip(user_ids, user_rows, anchor_idx, anchors, strict=True)):
             items, stamps = comp.histories.row(row) if row >= 0 else (np.empty(0, np.int32), np.empty(0, np.int64))
+            fresh = self._indices(recent[i])
+            if len(fresh):
+                fresh = fresh[~np.isin(fresh, items)]
+                items = np.concatenate([items, fresh]).astype(np.int32)
             has_anchor = anchor_id is not None
             reason = None
             if has_anchor and anchor < 0:
                 reason = "unknown item"
-            elif user is not None and row < 0 and not has_anchor:
+            elif user is not None and len(items) == 0 and not has_anchor:
                 reason = "unknown user"
-            if row < 0 and anchor >= 0 and has_anchor:
+            if len(items) == 0 and anchor >= 0 and has_anchor:
                 items = np.array([anchor], dtype=np.int32)
             histories.append(items)
-            as_of.append(stamps[-1] if len(stamps) else self.now)
-            exclude.append(np.array([anchor]) if has_anchor and anchor >= 0 else np.empty(0, np.int64))
+            as_of.append(self.now if len(fresh) or not len(stamps) else stamps[-1])
+            extra = self._indices(exclude[i])
+            if has_anchor and anchor >= 0:
+                extra = np.append(extra, anchor)
+            excluded.append(extra)
             reasons.append(reason)
         # Without an explicit anchor, the user's latest item anchors the list.
         anchor_rows = [
@@ -75,9 +94,19 @@ class Recommender:
             histories=histories,
             anchors=np.array(anchor_rows, dtype=np.int64),
             as_of=np.asarray(as_of, dtype=np.int64),
-            exclude=exclude,
+            exclude=excluded,
         )
         return requests, reasons
+
+    def category_mask(self, categories: list[str] | None) -> np.ndarray | None:
+        """Items carrying any of ``categories`` (None: no filter)."""
+        if not categories:
+            return None
+        names = list(self.components.category_names)
+        columns = [names.index(c) for c in categories if c in names]
+        if not columns:
+            return np.zeros(len(self.components.items), dtype=bool)
+        return self.components.category_matrix[:, columns].any(axis=1)
 
     def score(self, candidates: Candidates, route: str | None = None) -> np.ndarray:
         if route is not None:
@@ -90,10 +119,10 @@ class Recommender:
         threads = 1 if len(candidates.rows) < 20_000 else 0
         return np.asarray(self.ranker.predict(candidates.features, num_threads=threads), dtype=np.float64)
 
-    def _popular_list(self, exclude: set, k: int) -> list[int]:
+    def _popular_list(self, exclude: set, k: int, allowed: np.ndarray | None = None) -> list[int]:
         out = []
         for idx in self.popular:
-            if idx not in exclude:
+            if idx not in exclude and (allowed is None or allowed[idx]):
                 out.append(int(idx))
                 if len(out) == k:
                     break
@@ -101,40 +130,52 @@ class Recommender:
 
     def recommend_many(
         self, user_ids: list, anchors: list | None = None, k: int = 10, route: str | None = None,
-        explain: bool = False,
+        explain: bool = False, recent: list | None = None, exclude: list | None = None,
+        categories: list[str] | None = None,
     ) -> list[Recommendation]:
-        """One list per (user, anchor) pair; ``None`` stands for "no user" or "no anchor"."""
-        return self.recommend_variants(user_ids, anchors, k, (route,), explain)[route]
+        """One list per (user, anchor) pair; ``None`` stands for "no user" or "no anchor".
+        ``recent`` / ``exclude``: per-request item id lists; ``categories``: keep only items in any."""
+        return self.recommend_variants(user_ids, anchors, k, (route,), explain, recent, exclude, categories)[route]
 
     def recommend_variants(
         self, user_ids: list, anchors: list | None = None, k: int = 10,
-        variants: tuple = (None,), explain: bool = False,
+        variants: tuple = (None,), explain: bool = False, recent: list | None = None,
+        exclude: list | None = None, categories: list[str] | None = None,
     ) -> dict[str | None, list[Recommendation]]:
         """Lists ranked by the model (variant ``None``) and by single routes, from one recall pass."""
         anchors = anchors if anchors is not None else [None] * len(user_ids)
+        recent = recent if recent is not None else [None] * len(user_ids)
+        exclude = exclude if exclude is not None else [None] * len(user_ids)
+        allowed = self.category_mask(categories)
         results: dict[str | None, list[Recommendation]] = {v: [] for v in variants}
         step = self._batch_size()
         for start in range(0, len(user_ids), step):
-            batch = self._recommend_batch(user_ids[start:start + step], anchors[start:start + step], k, variants, explain)
+            window = slice(start, start + step)
+            batch = self._recommend_batch(user_ids[window], anchors[window], k, variants, explain,
+                                          recent[window], exclude[window], allowed)
             for variant in variants:
                 results[variant] += batch[variant]
         return results
 
-    def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple,
-                         explain: bool) -> dict[str | None, list[Recommendation]]:
-        requests, reasons = self._requests(user_ids, anchors)
+    def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple, explain: bool,
+                         recent: list, exclude: list, allowed: np.ndarray | None) -> dict[str | None, list[Recommendation]]:
+        requests, reasons = self._requests(user_ids, anchors, recent, exclude)
         candidates = generate(self.components, requests, self.per_route)
         out = {}
         for variant in variants:
             scores = self.score(candidates, variant)
+            if allowed is not None:
+                scores = np.where(allowed[candidates.items], scores, -np.inf)
             contributions = None
             if explain and self.ranker is not None and variant is None:
                 contributions = self.ranker.predict(candidates.features, pred_contrib=True)
-            out[variant] = self._lists(requests, reasons, candidates, scores, contributions, k)
+            out[variant] = self._lists(requests, reasons, candidates, scores, contributions, k, allowed)
+            for rec in out[variant]:
+                rec.failed_routes = candidates.failed_routes
         return out
 
     def _lists(self, requests: Requests, reasons: list, candidates: Candidates, scores: np.ndarray,
-               contributions: np.ndarray | None, k: int) -> list[Recommendation]:
+               contributions: np.ndarray | None, k: int, allowed: np.ndarray | None = None) -> list[Recommendation]:
         results = []
         items = self.components.items
         for row, positions in enumerate(top_per_row(candidates.rows, scores, k, len(requests.histories))):
@@ -144,7 +185,7 @@ class Recommender:
                 reason = "no history"
             if reason is not None or len(positions) == 0:
                 seen = set(requests.histories[row].tolist()) | set(requests.exclude[row].tolist())
-                chosen = self._popular_list(seen, k)
+                chosen = self._popular_list(seen, k, allowed)
                 results.append(Recommendation(
                     items=items[chosen].tolist(),
                     scores=np.log1p(self.components.timeline.counts[chosen]).tolist(),

@@ -1,0 +1,69 @@
+"""Response cache: Redis when configured, an in-process LRU with TTL otherwise or when Redis fails."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+
+
+class LocalCache:
+    """Bounded LRU with a time to live, safe across threads."""
+
+    backend = "local"
+
+    def __init__(self, ttl: float, size: int) -> None:
+        self.ttl, self.size = ttl, size
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                self._data.pop(key, None)
+                return None
+            self._data.move_to_end(key)
+            return json.loads(hit[1])
+
+    def set(self, key: str, value: dict) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic() + self.ttl, json.dumps(value))
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class RedisCache:
+    """Redis with a short socket timeout; every error falls back to the local cache and is counted."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, ttl: int, local: LocalCache, on_error) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+        self.ttl, self.local, self.on_error = ttl, local, on_error
+
+    def get(self, key: str) -> dict | None:
+        try:
+            raw = self.client.get(key)
+        except Exception:  # noqa: BLE001 - Redis down: serve without it
+            self.on_error("get")
+            return self.local.get(key)
+        return json.loads(raw) if raw is not None else None
+
+    def set(self, key: str, value: dict) -> None:
+        try:
+            self.client.set(key, json.dumps(value), ex=self.ttl)
+        except Exception:  # noqa: BLE001
+            self.on_error("set")
+            self.local.set(key, value)
+
+    def clear(self) -> None:
+        self.local.clear()

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the service, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("recsys_requests_total", "Requests by endpoint and status", ["endpoint", "status"], registry=r)
+        self.latency = Histogram("recsys_request_latency_seconds", "Request latency", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.model_info = Gauge("recsys_model_info", "Loaded model versions by role", ["role", "version"], registry=r)
+        self.rollout = Gauge("recsys_canary_rollout_share", "Share of users routed to the candidate", registry=r)
+        self.fallbacks = Counter("recsys_fallbacks_total", "Popular-item fallbacks", ["endpoint", "reason"], registry=r)
+        self.cache_hits = Counter("recsys_cache_hits_total", "Cache hits", ["backend"], registry=r)
+        self.cache_misses = Counter("recsys_cache_misses_total", "Cache misses", ["backend"], registry=r)
+        self.cache_errors = Counter("recsys_cache_errors_total", "Redis errors (served without Redis)", ["operation"],
+                                    registry=r)
+        self.shadow_overlap = Histogram("recsys_shadow_overlap_at_10", "Overlap@10 of shadow and served lists",
+                                        buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.shadow_rbo = Histogram("recsys_shadow_rbo", "Rank-biased overlap (p=0.9) of shadow and served lists",
+                                    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.shadow_latency = Histogram("recsys_shadow_latency_seconds", "Shadow scoring latency",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("recsys_model_reloads_total", "Model reloads by mode and result", ["mode", "result"],
+                               registry=r)
+        self.route_items = Counter("recsys_route_items_total", "Served items by recall route", ["route"], registry=r)
+        self.route_failures = Counter("recsys_route_failures_total", "Recall routes cut off after an error", ["route"],
+                                      registry=r)
+        self.exposures = Counter("recsys_exposures_total", "Lists logged to the exposure log", ["arm"], registry=r)
+        self.events = Counter("recsys_events_total", "Feedback events", ["type"], registry=r)
+
+    def set_models(self, roles: dict[str, str | None]) -> None:
+        self.model_info.clear()
+        for role, version in roles.items():
+            if version:
+                self.model_info.labels(role=role, version=version).set(1)

@@ -1,0 +1,40 @@
+"""Environment variables of the service, with their defaults (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """RECSYS_MODELS_DIR (models/): registry file and bundles. RECSYS_BUNDLE: serve this bundle
+    directory instead of the registry's champion. REDIS_URL: shared cache and rollout state
+    (none: in-process). FEATURE_REDIS_URL: online user activity. RECSYS_ADMIN_TOKEN: bearer token
+    of the admin endpoints (unset: admin disabled). RECSYS_CACHE_TTL (60 s), RECSYS_CACHE_SIZE
+    (10000 lists). RECSYS_EXPOSURE_LOG (data/evaluation/exposure_log.jsonl),
+    RECSYS_EXPOSURE_LOG_MAX_MB (50). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
+    the shared rollout state."""
+
+    models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
+    bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", ""))
+    feature_redis_url: str = field(default_factory=lambda: _env("FEATURE_REDIS_URL", ""))
+    admin_token: str = field(default_factory=lambda: _env("RECSYS_ADMIN_TOKEN", ""))
+    cache_ttl: int = field(default_factory=lambda: int(_env("RECSYS_CACHE_TTL", "60")))
+    cache_size: int = field(default_factory=lambda: int(_env("RECSYS_CACHE_SIZE", "10000")))
+    exposure_log: Path = field(default_factory=lambda: Path(_env(
+        "RECSYS_EXPOSURE_LOG", str(PROJECT_ROOT / "data" / "evaluation" / "exposure_log.jsonl"))))
+    exposure_log_max_mb: float = field(default_factory=lambda: float(_env("RECSYS_EXPOSURE_LOG_MAX_MB", "50")))
+    state_poll_seconds: float = field(default_factory=lambda: float(_env("RECSYS_STATE_POLL_SECONDS", "2")))
+
+    @property
+    def registry_path(self) -> Path:
+        return self.models_dir / "model_registry.json"

@@ -1,0 +1,221 @@
+"""The Litestar service against real bundles and a real redis-server."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+
+from recsys_core import synthetic
+from recsys_core.components_fit import fit_components
+from recsys_core.content import EMBEDDING_DIM
+from recsys_core.ranker import train_ranker, training_set
+from recsys_core.registry import ModelRegistry
+from recsys_core.split import protocol_folds
+from recsys_serving.bundle import save_bundle
+from recsys_serving.service.app import create_app, overlap_at_k, rank_biased_overlap
+from recsys_serving.service.models import user_bucket
+from recsys_serving.settings import ServiceSettings
+from tests.redis_server import redis_server
+
+TOKEN = "test-token"
+
+
+def _build_bundle(target: Path, seed: int, version: str) -> None:
+    tables = synthetic.generate(200, 300, 8_000, seed=seed)
+    folds = protocol_folds(tables.interactions.rows)
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(len(tables.items.rows), EMBEDDING_DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    import pandas as pd
+
+    embeddings = pd.DataFrame(vectors, index=tables.items.rows["item_id"])
+    validation = fit_components(folds["validation"].train, tables.items.rows, embeddings)
+    booster, info = train_ranker(training_set(validation, folds["validation"].test), seed=seed)
+    serving = fit_components(folds["serving"].train, tables.items.rows, embeddings)
+    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100})
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service-models")
+    registry = ModelRegistry(root / "model_registry.json")
+    for seed, version in ((1, "v1"), (2, "v2")):
+        _build_bundle(root / "bundles" / version, seed, version)
+        registry.register(version, {"path": str(root / "bundles" / version)})
+    registry.promote("v1", "test")
+    return root
+
+
+def _settings(models: Path, tmp: Path, **extra) -> ServiceSettings:
+    return ServiceSettings(models_dir=models, admin_token=TOKEN, exposure_log=tmp / "exposures.jsonl",
+                           state_poll_seconds=0.2, **extra)
+
+
+def _admin():
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_endpoints_answer_with_versions_routes_and_request_ids(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        body = client.get("/recommend/user/u3?top_n=5").json()
+        assert body["model_version"] == "v1" and body["arm"] == "primary" and body["fallback"] is None
+        assert len(body["items"]) == 5 and all(item["routes"] for item in body["items"])
+        assert len(body["request_id"]) == 32
+        detail = client.get("/recommend/detail/i5?user_id=u3&top_n=4").json()
+        assert "i5" not in [i["item_id"] for i in detail["items"]]
+        similar = client.get("/similar/i5").json()
+        assert len(similar["items"]) == 10
+        cold = client.get("/recommend/user/nobody").json()
+        assert cold["fallback"] == {"reason": "unknown user"} and cold["items"][0]["routes"] == ["popular"]
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/ready").json()["primary"] == "v1"
+
+
+def test_bad_input_is_a_4xx_naming_the_field(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        response = client.get("/recommend/user/u3?top_n=0")
+        assert response.status_code == 400 and "top_n" in response.text
+        response = client.get("/similar/no-such-item")
+        assert response.status_code == 404 and "item_id" in response.text
+        response = client.post("/events", content=b"{not json", headers={"content-type": "application/json"})
+        assert 400 <= response.status_code < 500
+        response = client.post("/events", json={"item_id": "i1"})
+        assert response.status_code == 400 and "request_id" in response.text
+
+
+def test_explain_and_category_filter(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        body = client.get("/recommend/user/u3?top_n=5&explain=true").json()
+        assert all(len(item["contributions"]) == 5 for item in body["items"])
+        topic = client.get("/similar/i5?top_n=8&category=topic3").json()
+        items = create_app(_settings(models, tmp_path)).state.service.models.load_verified("v1")
+        names = list(items.components.category_names)
+        column = names.index("topic3")
+        for item in topic["items"]:
+            index = items.components.item_index([item["item_id"]])[0]
+            assert items.components.category_matrix[index, column] == 1
+
+
+def test_events_are_excluded_and_linked_to_exposures(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        first = client.get("/recommend/user/u3?top_n=5").json()
+        clicked = first["items"][0]["item_id"]
+        assert client.post("/events", json={"request_id": first["request_id"], "item_id": clicked, "type": "click",
+                                            "user_id": "u3"}).status_code == 202
+        again = client.get("/recommend/user/u3?top_n=5").json()
+        assert clicked not in [i["item_id"] for i in again["items"]]
+        client.app.state.service.exposures.flush()
+    lines = [json.loads(x) for x in (tmp_path / "exposures.jsonl").read_text().splitlines()]
+    exposures = [x for x in lines if x["type"] == "exposure"]
+    events = [x for x in lines if x["type"] == "event"]
+    assert events[0]["request_id"] == exposures[0]["request_id"] and events[0]["item_id"] == clicked
+    assert exposures[0]["items"][0] == {"item_id": clicked, "position": 1} and exposures[0]["model_version"] == "v1"
+
+
+def test_admin_needs_the_token_and_bad_bundles_are_refused(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        assert client.post("/models/reload", json={"mode": "primary", "version": "v2"}).status_code == 401
+        assert client.post("/models/rollback").status_code == 401
+        refused = client.post("/models/reload", json={"version": "nope"}, headers=_admin())
+        assert refused.status_code == 409 and "unknown model version" in refused.text
+        corrupt = models / "bundles" / "v2-corrupt"
+        import shutil
+
+        shutil.copytree(models / "bundles" / "v2", corrupt)
+        (corrupt / "ranker.txt").write_text("broken")
+        registry = ModelRegistry(models / "model_registry.json")
+        registry.file.add_version("v2-corrupt", {"path": str(corrupt)})
+        registry.file.save()
+        refused = client.post("/models/reload", json={"version": "v2-corrupt"}, headers=_admin())
+        assert refused.status_code == 409 and "checksum mismatch" in refused.text
+        assert client.get("/recommend/user/u3").json()["model_version"] == "v1"
+        assert 'recsys_model_reloads_total{mode="primary",result="refused"} 2.0' in client.get("/metrics").text
+
+
+def test_reload_under_concurrent_requests_fails_no_request(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        statuses, versions = [], set()
+        stop = threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                response = client.get(f"/recommend/detail/i{np.random.randint(0, 50)}?user_id=u{np.random.randint(0, 50)}")
+                statuses.append(response.status_code)
+                versions.add(response.json().get("model_version"))
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(hammer) for _ in range(4)]
+            for version in ("v2", "v1", "v2"):
+                assert client.post("/models/reload", json={"version": version}, headers=_admin()).status_code == 200
+            stop.set()
+            for f in futures:
+                f.result()
+        assert statuses and set(statuses) <= {200, 404}
+        assert {"v1", "v2"} <= versions
+        rolled = client.post("/models/rollback", headers=_admin()).json()
+        assert rolled["primary"] == "v1"
+
+
+def test_canary_split_is_sticky_and_close_to_the_share(models, tmp_path):
+    shares = np.array([user_bucket(f"user-{i}") for i in range(20_000)])
+    assert abs((shares < 0.2).mean() - 0.2) < 0.01
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        client.post("/models/reload", json={"version": "v2", "rollout": 0.3}, headers=_admin())
+        arms = {}
+        for u in range(200):
+            body = client.get(f"/recommend/user/u{u}").json()
+            arms[u] = (body["arm"], body["model_version"])
+            again = client.get(f"/recommend/user/u{u}").json()
+            assert (again["arm"], again["model_version"]) == arms[u]
+        share = sum(a == "candidate" for a, _ in arms.values()) / len(arms)
+        assert 0.2 < share < 0.4
+        assert all(v == ("v2" if a == "candidate" else "v1") for a, v in arms.values())
+
+
+def test_shadow_agreement_is_exported(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        client.post("/models/reload", json={"mode": "shadow", "version": "v2"}, headers=_admin())
+        for u in range(20):
+            client.get(f"/recommend/user/u{u}")
+        service = client.app.state.service
+        service.shadow_pool.submit(lambda: None).result()
+        text = client.get("/metrics").text
+        assert "recsys_shadow_rbo_count 20.0" in text and "recsys_shadow_overlap_at_10_count 20.0" in text
+
+
+def test_list_agreement_measures():
+    assert overlap_at_k(list("abcdefghij"), list("abcdefghij")) == 1.0
+    assert rank_biased_overlap(list("abcdefghij"), list("abcdefghij")) == pytest.approx(1.0)
+    assert rank_biased_overlap(list("abcdefghij"), list("klmnopqrst")) == 0.0
+    swapped_top = rank_biased_overlap(list("bacdefghij"), list("abcdefghij"))
+    swapped_tail = rank_biased_overlap(list("abcdefghji"), list("abcdefghij"))
+    assert swapped_top < swapped_tail < 1.0
+
+
+def test_redis_cache_invalidation_shared_rollout_and_outage(models, tmp_path):
+    with redis_server() as server:
+        settings = _settings(models, tmp_path, redis_url=server.url)
+        with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+            first = one.get("/recommend/user/u3").json()
+            assert first["cached"] is False
+            assert one.get("/recommend/user/u3").json()["cached"] is True
+            assert two.get("/recommend/user/u3").json()["cached"] is True  # shared through Redis
+            one.post("/models/reload", json={"version": "v2", "rollout": 0.5}, headers=_admin())
+            after = one.get("/recommend/user/u3").json()
+            assert after["cached"] is False  # a model change invalidates
+            service_two = two.app.state.service
+            deadline = __import__("time").monotonic() + 10
+            while service_two.models.deployment.rollout != 0.5:
+                assert __import__("time").monotonic() < deadline, "replica two never followed the rollout"
+                threading.Event().wait(0.05)
+            users = [f"u{i}" for i in range(40)]
+            assert [one.get(f"/recommend/user/{u}").json()["arm"] for u in users] == [
+                two.get(f"/recommend/user/{u}").json()["arm"] for u in users]
+            server.stop()
+            down = [one.get(f"/recommend/user/u{i}") for i in range(5)]
+            assert all(r.status_code == 200 for r in down)
+            assert "recsys_cache_errors_total" in one.get("/metrics").text
