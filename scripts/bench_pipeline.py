@@ -20,6 +20,7 @@ import dagster as dg
 from recsys_assets import settings
 from recsys_assets.definitions import defs
 from recsys_assets.defs.resources import DataSourceResource, StorageResource
+from recsys_assets.defs.tracking import MlflowResource
 
 SAMPLE = {"interactions": 100_836, "users": 610, "items": 9_742}
 
@@ -55,10 +56,13 @@ def run_one(name: str, source: dict) -> dict:
             "storage": StorageResource(data_dir=f"{tmp}/data", models_dir=f"{tmp}/models"),
             "source": DataSourceResource(**source),
             "io_manager": dg.FilesystemIOManager(base_dir=f"{tmp}/storage"),
+            "mlflow_tracking": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db", models_dir=f"{tmp}/models"),
         }
         instance = dg.DagsterInstance.ephemeral()
+        definitions = defs()
         started = time.perf_counter()
-        result = dg.materialize(list(defs().assets), resources=resources, instance=instance)
+        result = dg.materialize([*definitions.assets, *definitions.asset_checks], resources=resources,
+                                instance=instance, raise_on_error=False)
         total = time.perf_counter() - started
         summary = json.loads(Path(f"{tmp}/data/evaluation/summary.json").read_text())
         return {
@@ -68,6 +72,9 @@ def run_one(name: str, source: dict) -> dict:
             "user_ndcg@10": round(summary["user"]["model"]["ndcg@10"], 4),
             "detail_ndcg@10": round(summary["detail"]["model"]["ndcg@10"], 4),
             "ease_baseline_ndcg@10": summary["user"]["baselines"].get("ease", {}).get("ndcg@10"),
+            "checks": {c.check_name: bool(c.passed) for c in result.get_asset_check_evaluations()},
+            "gate_latency": next((c.description for c in result.get_asset_check_evaluations()
+                                  if c.check_name == "latency_within_budget"), None),
         }
 
 

@@ -24,6 +24,8 @@ def _register(models, uri, names):
     registry = ModelRegistry(models / "model_registry.json", mlflow_side)
     import mlflow
 
+    mlflow.set_experiment("registry-test")  # other tests leave another store's experiment active
+
     for name in names:
         bundle = models / "bundles" / name
         bundle.mkdir()
