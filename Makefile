@@ -18,6 +18,8 @@ help:
 	@echo "make test            run the test suite"
 	@echo "make ui              dagster dev on the same instance ($(DAGSTER_HOME))"
 	@echo "make bench-pipeline  time every asset on the sample and on a 10x synthetic data set"
+	@echo "make bench           serving benchmark (uvicorn + wrk) -> data/bench/serving.json"
+	@echo "make serve           the recommendation service on :8000 (registry champion)"
 	@echo "make lint            ruff"
 
 $(PYTHON):
@@ -53,4 +55,13 @@ lint: install
 bench-pipeline: install instance
 	$(PYTHON) -m scripts.bench_pipeline
 
-.PHONY: help install instance demo ui test lint bench-pipeline
+# the serving benchmark needs a champion (make demo) and wrk (Debian: apt-get install wrk)
+bench: install instance
+	@test -f models/model_registry.json || $(MAKE) demo
+	@command -v wrk >/dev/null || (echo "installing wrk"; apt-get install -y -qq wrk)
+	$(PYTHON) -m scripts.bench_serving
+
+serve: install
+	RECSYS_ADMIN_TOKEN=$${RECSYS_ADMIN_TOKEN:-} $(VENV)/bin/uvicorn --factory recsys_serving.service.app:create_app --port $${PORT:-8000}
+
+.PHONY: help install instance demo ui test lint bench-pipeline bench serve

@@ -43,7 +43,7 @@ def _build_bundle(target: Path, seed: int, version: str) -> None:
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("service-models")
     registry = ModelRegistry(root / "model_registry.json")
-    for seed, version in ((1, "v1"), (2, "v2")):
+    for seed, version in ((1, "v1"), (2, "v2")):  # two different models for reloads and canaries
         _build_bundle(root / "bundles" / version, seed, version)
         registry.register(version, {"path": str(root / "bundles" / version)})
     registry.promote("v1", "test")
@@ -219,3 +219,30 @@ def test_redis_cache_invalidation_shared_rollout_and_outage(models, tmp_path):
             down = [one.get(f"/recommend/user/u{i}") for i in range(5)]
             assert all(r.status_code == 200 for r in down)
             assert "recsys_cache_errors_total" in one.get("/metrics").text
+
+
+def test_fuzzed_requests_never_get_a_5xx(models, tmp_path):
+    """Requests generated from the service's own OpenAPI schema (schemathesis + hypothesis)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = create_app(_settings(models, tmp_path))
+    app.state.service.start()  # what the lifespan does; the ASGI transport does not run it
+    schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 9
+    failures, statuses = [], []
+
+    @given(case=st.one_of([op.as_strategy() for op in operations]))
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def run(case):
+        response = case.call()
+        statuses.append(response.status_code)
+        if response.status_code >= 500:
+            failures.append((case.method, case.formatted_path, case.query, response.text[:200]))
+
+    run()
+    app.state.service.stop()
+    assert failures == []
+    assert 200 in statuses and any(400 <= code < 500 for code in statuses)  # both paths were exercised

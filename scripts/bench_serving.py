@@ -1,0 +1,151 @@
+"""`make bench`: the service under uvicorn (one worker), driven by wrk from another process.
+
+Requests draw item and user ids Zipf-like from the real catalog and users of the champion
+bundle. Scenarios: health, similar, recommend_detail, and recommend_detail while a hot reload
+swaps the model mid-run. Output: data/bench/serving.json (or BENCH_OUTPUT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from recsys_core.registry import ModelRegistry, RegistryFile
+from recsys_serving.bundle import load_bundle
+from recsys_serving.settings import ServiceSettings
+
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+TOKEN = "bench-token"
+ROOT = Path(__file__).resolve().parent
+
+
+def zipf_sample(weights_order: np.ndarray, n: int, rng: np.random.Generator, exponent: float = 1.1) -> np.ndarray:
+    """Indices of ``weights_order`` (most popular first) drawn with p ~ 1 / rank^exponent."""
+    p = 1.0 / np.arange(1, len(weights_order) + 1) ** exponent
+    return weights_order[rng.choice(len(weights_order), size=n, p=p / p.sum())]
+
+
+def prepare_models(source: Path, target: Path) -> tuple[str, str]:
+    """A registry with the champion and a copy of it, so a reload really loads another bundle."""
+    registry = RegistryFile.load(source / "model_registry.json")
+    if registry.champion is None:
+        raise SystemExit(f"no champion in {source}: run `make demo` first")
+    champion = registry.version(registry.champion)
+    copy = target / "bundles" / "reload-copy"
+    shutil.copytree(champion["path"], copy)
+    bench = ModelRegistry(target / "model_registry.json")
+    bench.register(registry.champion, {"path": champion["path"]})
+    bench.promote(registry.champion, "bench")
+    bench.register("reload-copy", {"path": str(copy)})
+    return registry.champion, "reload-copy"
+
+
+def paths_file(directory: Path, kind: str, bundle_path: str, n: int = 20_000) -> Path:
+    recommender = load_bundle(bundle_path)
+    comp = recommender.components
+    rng = np.random.default_rng(0)
+    items = comp.items[zipf_sample(np.argsort(-comp.timeline.counts, kind="stable"), n, rng)]
+    lengths = np.diff(comp.histories.indptr)
+    users = comp.histories.users[zipf_sample(np.argsort(-lengths, kind="stable"), n, rng)]
+    if kind == "health":
+        lines = ["/health"] * n
+    elif kind == "similar":
+        lines = [f"/similar/{i}" for i in items]
+    else:
+        lines = [f"/recommend/detail/{i}?user_id={u}" for i, u in zip(items, users, strict=True)]
+    path = directory / f"{kind}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wrk(port: int, paths: Path, seconds: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(ROOT / "wrk_paths.lua"),
+         f"http://127.0.0.1:{port}"],
+        env={**os.environ, "WRK_PATHS": str(paths)}, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    errors = result.pop("errors") + result.pop("status_errors")
+    return {"rps": round(result["requests"] / result.pop("duration_s"), 1), "p50_ms": result["p50_ms"],
+            "p95_ms": result["p95_ms"], "p99_ms": result["p99_ms"], "errors": errors, "requests": result["requests"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+                if json.loads(response.read())["ready"]:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the service did not become ready")
+
+
+def reload(port: int, version: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/models/reload", method="POST",
+                                     data=json.dumps({"version": version}).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the load (Debian: apt-get install wrk)")
+    settings = ServiceSettings()
+    output = Path(os.environ.get("BENCH_OUTPUT", settings.models_dir.parent / "data" / "bench" / "serving.json"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        tmp = Path(tmp)
+        champion, other = prepare_models(settings.models_dir, tmp / "models")
+        bundle_path = RegistryFile.load(tmp / "models" / "model_registry.json").version(champion)["path"]
+        paths = {kind: paths_file(tmp, kind, bundle_path) for kind in ("health", "similar", "detail")}
+        port = free_port()
+        env = {**os.environ, "RECSYS_MODELS_DIR": str(tmp / "models"), "RECSYS_ADMIN_TOKEN": TOKEN,
+               "RECSYS_EXPOSURE_LOG": str(tmp / "exposures.jsonl"), "REDIS_URL": ""}
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "recsys_serving.service.app:create_app",
+                                   "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+                                  env=env)
+        try:
+            wait_ready(port)
+            report = {"machine": {"cpus": os.cpu_count(), "connections": CONNECTIONS, "seconds": SECONDS,
+                                  "server": "uvicorn, 1 worker", "model": champion}}
+            wrk(port, paths["detail"], 3)  # warm-up
+            report["health"] = wrk(port, paths["health"], SECONDS)
+            report["similar"] = wrk(port, paths["similar"], SECONDS)
+            report["recommend_detail"] = wrk(port, paths["detail"], SECONDS)
+            swap = {}
+            timer = threading.Timer(SECONDS / 3, lambda: swap.update(reload(port, other)))
+            timer.start()
+            report["recommend_detail_reload"] = wrk(port, paths["detail"], SECONDS)
+            timer.join()
+            report["recommend_detail_reload"]["reloaded_to"] = swap.get("primary")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
