@@ -19,6 +19,7 @@ import dagster as dg
 
 from recsys_assets import settings
 from recsys_assets.definitions import defs
+from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.resources import DataSourceResource, StorageResource
 from recsys_assets.defs.tracking import MlflowResource
 
@@ -56,6 +57,7 @@ def run_one(name: str, source: dict) -> dict:
             "storage": StorageResource(data_dir=f"{tmp}/data", models_dir=f"{tmp}/models"),
             "source": DataSourceResource(**source),
             "io_manager": dg.FilesystemIOManager(base_dir=f"{tmp}/storage"),
+            "feature_store": FeatureStoreResource(),
             "mlflow_tracking": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db", models_dir=f"{tmp}/models"),
         }
         instance = dg.DagsterInstance.ephemeral()

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from recsys_assets.definitions import defs
+from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.resources import DataSourceResource, StorageResource
 from recsys_assets.defs.tracking import MlflowResource
 
@@ -12,8 +13,9 @@ SYNTHETIC = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400
              "seed": 7}
 
 
-def resources(tmp: Path, tracking_uri: str | None = None, **source) -> dict:
+def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str = "", **source) -> dict:
     return {
+        "feature_store": FeatureStoreResource(redis_url=feature_redis_url),
         "storage": StorageResource(data_dir=str(tmp / "data"), models_dir=str(tmp / "models")),
         "source": DataSourceResource(**{**SYNTHETIC, **source}),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
@@ -27,9 +29,10 @@ def graph() -> list:
     return [*definitions.assets, *definitions.asset_checks]
 
 
-def materialize(tmp: Path, instance=None, selection=None, tracking_uri: str | None = None, **source):
+def materialize(tmp: Path, instance=None, selection=None, tracking_uri: str | None = None, feature_redis_url: str = "",
+                **source):
     (tmp / "models").mkdir(parents=True, exist_ok=True)
-    return dg.materialize(graph(), resources=resources(tmp, tracking_uri, **source), instance=instance,
+    return dg.materialize(graph(), resources=resources(tmp, tracking_uri, feature_redis_url, **source), instance=instance,
                           selection=selection, raise_on_error=False)
 
 

@@ -15,7 +15,7 @@ from tests.pipeline_helpers import materialize, metadata
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
           "collaborative_index", "covisitation_index", "item_embeddings", "content_index", "popular_items",
           "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary", "data_quality_report",
-          "challenger", "champion"]
+          "challenger", "champion", "online_user_features"]
 
 
 @pytest.fixture(scope="module")

@@ -246,3 +246,24 @@ def test_fuzzed_requests_never_get_a_5xx(models, tmp_path):
     app.state.service.stop()
     assert failures == []
     assert 200 in statuses and any(400 <= code < 500 for code in statuses)  # both paths were exercised
+
+
+def test_online_features_personalise_users_the_bundle_does_not_know(models, tmp_path):
+    import pandas as pd
+    import redis
+
+    from recsys_core.online_features import read_recent_items, sync_user_features
+
+    view = pd.DataFrame({"user_id": ["newcomer", "u1"], "interactions": [3, 5], "mean_value": [4.0, 3.0],
+                         "first_seen": [1, 2], "last_seen": [3, 4], "recent_items": ["i7|i8|i9", "i1"],
+                         "top_categories": ["topic1", ""]}).set_index("user_id")
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        assert sync_user_features(client, view) == 2
+        assert read_recent_items(client, "newcomer") == ["i9", "i8", "i7"]
+        settings = _settings(models, tmp_path, feature_redis_url=server.url)
+        with TestClient(create_app(settings)) as api:
+            body = api.get("/recommend/user/newcomer?top_n=5").json()
+            assert body["fallback"] is None and len(body["items"]) == 5
+            assert not {"i7", "i8", "i9"} & {i["item_id"] for i in body["items"]}
+            assert api.get("/recommend/user/stranger").json()["fallback"] == {"reason": "unknown user"}

@@ -1,11 +1,13 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
 
+import os
 from pathlib import Path
 
 import dagster as dg
 
 from recsys_assets import settings
+from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_core import sources, synthetic
 
@@ -75,6 +77,7 @@ def resources_from_environment() -> dict:
             synthetic_interactions=interactions, seed=settings.seed(),
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(data_dir / "dagster_storage")),
+        "feature_store": FeatureStoreResource(redis_url=os.environ.get("FEATURE_REDIS_URL", "")),
         "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
                                           models_dir=str(settings.models_dir())),
     }

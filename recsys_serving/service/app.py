@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recsys_core.online_features import read_recent_items
 from recsys_serving.recommender import Recommendation, Recommender
 from recsys_serving.service.cache import LocalCache, RedisCache
 from recsys_serving.service.exposure import ExposureLog
@@ -116,15 +118,24 @@ class Service:
 
     # --- online activity -----------------------------------------------------------------
     def recent_items(self, user_id: str | None) -> list[str]:
+        """Items of the user's activity the bundle may not know: the pipeline's online features
+        (FEATURE_REDIS_URL) and events reported since, oldest first."""
         if user_id is None:
             return []
-        store = self.features or self.redis
-        if store is not None:
+        synced: list[str] = []
+        if self.features is not None:
             try:
-                return [i.decode() for i in store.lrange(f"recsys:recent:{user_id}", 0, RECENT_EVENTS - 1)][::-1]
+                synced = read_recent_items(self.features, user_id)
             except Exception:  # noqa: BLE001
                 self.metrics.cache_errors.labels(operation="features").inc()
-        return list(self.recent_local.get(user_id, []))
+        store = self.features or self.redis
+        events = list(self.recent_local.get(user_id, []))
+        if store is not None:
+            try:
+                events = [i.decode() for i in store.lrange(f"recsys:recent:{user_id}", 0, RECENT_EVENTS - 1)][::-1]
+            except Exception:  # noqa: BLE001
+                self.metrics.cache_errors.labels(operation="features").inc()
+        return list(dict.fromkeys(synced + events))
 
     def remember(self, user_id: str, item_id: str) -> None:
         items = self.recent_local.setdefault(user_id, [])
@@ -150,9 +161,10 @@ class Service:
             raise NotFoundException(detail=f"unknown item_id {item_id!r}", extra={"field": "item_id"})
         recent = self.recent_items(user_id) if exclude_seen else []
         key = None
-        if not recent and not explain:
+        if not explain:
+            activity = hashlib.sha1("|".join(recent).encode()).hexdigest()[:12] if recent else "-"
             key = (f"recsys:list:{deployment.generation}:{model.version}:{endpoint}:{item_id}:{user_id}:{top_n}:"
-                   f"{','.join(sorted(categories or []))}")
+                   f"{','.join(sorted(categories or []))}:{activity}")
             cached = self.cache.get(key)
             if cached is not None:
                 self.metrics.cache_hits.labels(backend=self.cache.backend).inc()
