@@ -21,7 +21,8 @@ class ServiceSettings:
     of the admin endpoints (unset: admin disabled). RECSYS_CACHE_TTL (60 s), RECSYS_CACHE_SIZE
     (10000 lists). RECSYS_EXPOSURE_LOG (data/evaluation/exposure_log.jsonl),
     RECSYS_EXPOSURE_LOG_MAX_MB (50). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
-    the shared rollout state."""
+    the shared rollout state. MLFLOW_TRACKING_URI: when set and there is no registry file, the
+    champion is fetched through the MLflow alias."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
     bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
@@ -34,6 +35,7 @@ class ServiceSettings:
         "RECSYS_EXPOSURE_LOG", str(PROJECT_ROOT / "data" / "evaluation" / "exposure_log.jsonl"))))
     exposure_log_max_mb: float = field(default_factory=lambda: float(_env("RECSYS_EXPOSURE_LOG_MAX_MB", "50")))
     state_poll_seconds: float = field(default_factory=lambda: float(_env("RECSYS_STATE_POLL_SECONDS", "2")))
+    mlflow_tracking_uri: str = field(default_factory=lambda: _env("MLFLOW_TRACKING_URI", ""))
 
     @property
     def registry_path(self) -> Path:

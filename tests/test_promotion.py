@@ -145,3 +145,12 @@ def test_training_finishes_when_mlflow_is_down_and_the_backlog_is_uploaded_later
     assert entry["mlflow_status"] == "logged" and entry["mlflow_version"]
     uploaded = _client(tmp_path).get_model_version("recsys", entry["mlflow_version"])
     assert uploaded.tags["bundle_version"] == info["version"]
+
+
+def test_service_can_fetch_the_champion_through_the_mlflow_alias(history, tmp_path):
+    from recsys_serving.service.models import ModelManager
+
+    tmp, *_ = history
+    champion = _registry(tmp).champion
+    manager = ModelManager(tmp_path / "no_registry.json", mlflow_uri=f"sqlite:///{tmp / 'models' / 'mlflow.db'}")
+    assert manager.load_verified(None).version == champion

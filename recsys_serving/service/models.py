@@ -48,9 +48,11 @@ def user_bucket(user_id: str | None) -> float:
 
 
 class ModelManager:
-    def __init__(self, registry_path: Path, bundle: str = "", shared=None) -> None:
+    def __init__(self, registry_path: Path, bundle: str = "", shared=None, mlflow_uri: str = "",
+                 model_name: str = "recsys") -> None:
         self.registry_path = Path(registry_path)
         self.bundle = bundle
+        self.mlflow_uri, self.model_name = mlflow_uri, model_name
         self.shared = shared  # a redis client, or None
         self._lock = threading.Lock()
         self._cache: dict[str, Recommender] = {}
@@ -63,6 +65,8 @@ class ModelManager:
         """A registered version's bundle; None: the champion (or RECSYS_BUNDLE when set)."""
         if version is None and self.bundle:
             return Path(self.bundle)
+        if self.mlflow_uri and not self.registry_path.exists():
+            return self._download(version)
         registry = self._registry()
         version = version or registry.champion
         if version is None:
@@ -71,6 +75,29 @@ class ModelManager:
             return Path(registry.version(version)["path"])
         except Exception as error:  # noqa: BLE001 - unknown version
             raise ReloadRefused(str(error)) from error
+
+    def _download(self, version: str | None) -> Path:
+        """The bundle of a registered MLflow version (by bundle version tag) or of the champion alias."""
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        try:
+            mlflow.set_tracking_uri(self.mlflow_uri)
+            uri = f"models:/{self.model_name}@champion"
+            if version is not None:
+                client = MlflowClient(tracking_uri=self.mlflow_uri, registry_uri=self.mlflow_uri)
+                found = [v for v in client.search_model_versions(f"name='{self.model_name}'")
+                         if v.tags.get("bundle_version") == version]
+                if not found:
+                    raise ReloadRefused(f"no MLflow version of {self.model_name} has bundle_version {version!r}")
+                uri = f"models:/{self.model_name}/{found[0].version}"
+            target = self.registry_path.parent / "downloaded" / (version or "champion")
+            target.mkdir(parents=True, exist_ok=True)
+            return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(target)))
+        except ReloadRefused:
+            raise
+        except Exception as error:  # noqa: BLE001 - an unreachable registry refuses the reload
+            raise ReloadRefused(f"cannot fetch {version or 'champion'} from MLflow: {error}") from error
 
     def load_verified(self, version: str | None) -> Recommender:
         """Load, check the checksums and answer the smoke queries, off the request path."""
