@@ -62,6 +62,6 @@ bench: install instance
 	$(PYTHON) -m scripts.bench_serving
 
 serve: install
-	RECSYS_ADMIN_TOKEN=$${RECSYS_ADMIN_TOKEN:-} $(VENV)/bin/uvicorn --factory recsys_serving.service.app:create_app --port $${PORT:-8000}
+	$(VENV)/bin/uvicorn --factory recsys_serving.service.app:create_app --port $${PORT:-8000}
 
 .PHONY: help install instance demo ui test lint bench-pipeline bench serve
