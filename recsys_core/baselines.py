@@ -10,7 +10,12 @@ import scipy.sparse as sp
 from recsys_core.matrix import InteractionMatrix, top_k_excluding
 
 EASE_MAX_ITEMS = 20_000
-USER_BATCH = 2_048
+BATCH_CELLS = 20_000_000
+
+
+def user_batch(n_items: int) -> int:
+    """Users per dense (users x items) scoring batch, bounded in cells."""
+    return max(1, BATCH_CELLS // max(1, n_items))
 
 
 def ease_weights(matrix: sp.csr_matrix, lam: float = 500.0) -> np.ndarray:
@@ -39,12 +44,13 @@ def rank_all(
 ) -> dict:
     rows = data.user_index(users)
     lists: dict = {}
-    for start in range(0, len(rows), USER_BATCH):
-        batch = rows[start : start + USER_BATCH]
+    step = user_batch(data.matrix.shape[1])
+    for start in range(0, len(rows), step):
+        batch = rows[start : start + step]
         history = data.matrix[batch]
         scores = np.asarray(score(history))
         top = top_k_excluding(scores, history, k)
-        for user, cols in zip(users[start : start + USER_BATCH], top, strict=True):
+        for user, cols in zip(users[start : start + step], top, strict=True):
             lists[user] = data.items[cols].tolist()
     return lists
 

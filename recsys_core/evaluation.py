@@ -28,8 +28,9 @@ def _detail_baseline(data: InteractionMatrix, users: np.ndarray, anchors: dict,
     rows = data.user_index(users)
     anchor_cols = data.item_index(np.array([anchors[u] for u in users]))
     lists = {}
-    for start in range(0, len(users), baselines.USER_BATCH):
-        batch = slice(start, start + baselines.USER_BATCH)
+    step = baselines.user_batch(data.matrix.shape[1])
+    for start in range(0, len(users), step):
+        batch = slice(start, start + step)
         scores = np.asarray(similarity(anchor_cols[batch]), dtype=np.float64)
         exclude = data.matrix[rows[batch]].tolil()
         exclude[np.arange(len(anchor_cols[batch])), anchor_cols[batch]] = 1

@@ -213,6 +213,29 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
     return Candidates(rows=rows, items=cols, features=features, routes=bits, failed_routes=tuple(failed))
 
 
+def generate_batched(components: Components, requests: Requests, per_route: int = 100,
+                     batch_cells: int = 20_000_000) -> Candidates:
+    """``generate`` over slices of the requests so the dense (requests x items) work arrays stay
+    within about ``batch_cells`` cells; rows are renumbered to the whole batch."""
+    step = max(1, batch_cells // max(1, len(components.items)))
+    parts = []
+    for start in range(0, len(requests.histories), step):
+        window = slice(start, start + step)
+        part = generate(components, Requests(requests.histories[window], requests.anchors[window],
+                                             requests.as_of[window], requests.exclude[window]), per_route)
+        part.rows = part.rows + start
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    return Candidates(
+        rows=np.concatenate([p.rows for p in parts]),
+        items=np.concatenate([p.items for p in parts]),
+        features=np.concatenate([p.features for p in parts]),
+        routes=np.concatenate([p.routes for p in parts]),
+        failed_routes=tuple(sorted({r for p in parts for r in p.failed_routes})),
+    )
+
+
 def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:
     """Positions (into ``rows``) of the ``k`` best scores of each row, best first."""
     order = np.lexsort((-scores, rows))

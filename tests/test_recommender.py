@@ -97,3 +97,14 @@ def test_batch_and_single_requests_agree(world):
     users = [f"u{u}" for u in range(10)]
     batch = rec.recommend_many(users, k=5)
     assert [r.items for r in batch] == [rec.recommend(u, k=5).items for u in users]
+
+
+def test_batched_generation_equals_one_pass(world):
+    from recsys_serving.candidates import generate_batched
+
+    _, _, comp = world
+    requests = user_requests(comp, np.array([f"u{u}" for u in range(12)]))
+    whole = generate(comp, requests, per_route=20)
+    sliced = generate_batched(comp, requests, per_route=20, batch_cells=len(comp.items) * 5)  # 5 requests a slice
+    assert np.array_equal(whole.rows, sliced.rows) and np.array_equal(whole.items, sliced.items)
+    assert np.allclose(whole.features, sliced.features)
