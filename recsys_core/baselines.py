@@ -58,15 +58,3 @@ def rank_all(
 def most_popular(data: InteractionMatrix, users: np.ndarray, k: int = 10) -> dict:
     popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
     return rank_all(data, users, lambda h: np.repeat(popularity, h.shape[0], axis=0), k)
-
-
-def item_knn(data: InteractionMatrix, users: np.ndarray, k: int = 10) -> dict:
-    sim = cosine_similarity(data.matrix)
-    return rank_all(data, users, lambda h: (h @ sim).toarray(), k)
-
-
-def ease(data: InteractionMatrix, users: np.ndarray, k: int = 10, lam: float = 500.0) -> dict:
-    if data.matrix.shape[1] > EASE_MAX_ITEMS:
-        raise ValueError(f"EASE skipped: {data.matrix.shape[1]} items > {EASE_MAX_ITEMS}")
-    weights = ease_weights(data.matrix, lam)
-    return rank_all(data, users, lambda h: h @ weights, k)

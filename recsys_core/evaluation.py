@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_core import baselines
+from recsys_core.collaborative import ease_item_weights
 from recsys_core.matrix import InteractionMatrix, top_k_excluding
 from recsys_core.metrics import K, evaluate_lists
 from recsys_core.split import Split
@@ -53,8 +54,6 @@ def baseline_lists(train: pd.DataFrame, users: np.ndarray, anchors: dict, k: int
     if data.matrix.shape[1] > baselines.EASE_MAX_ITEMS:
         skipped["ease"] = f"{data.matrix.shape[1]} items > {baselines.EASE_MAX_ITEMS}"
     else:
-        from recsys_core.collaborative import ease_item_weights
-
         weights = ease_item_weights(data.matrix, 500.0)
         user_lists["ease"] = baselines.rank_all(data, users, lambda h: np.asarray(h @ weights), k)
         detail_lists["ease"] = _detail_baseline(data, users, anchors, lambda a: weights[a], k)

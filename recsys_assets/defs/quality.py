@@ -9,9 +9,9 @@ from recsys_assets import settings
 from recsys_assets.defs.raw import raw_interactions, raw_items
 from recsys_assets.defs.resources import StorageResource
 from recsys_core import quality
+from recsys_core.raw_store import INTERACTION_KEY
 
 ITEM_KEY = ["item_id"]
-INTERACTION_KEY = ["user_id", "item_id", "timestamp", "event"]
 
 
 def _previous_rows(storage: StorageResource) -> dict:

@@ -1,6 +1,5 @@
 """MLflow through dagster-mlflow: one MLflow run per Dagster run, and the model registry."""
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -102,6 +101,3 @@ class MlflowResource(dg.ConfigurableResource):
             uploaded += 1
         return uploaded
 
-
-def default_tracking_uri(models_dir: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(models_dir / 'mlflow.db').resolve()}"
