@@ -69,6 +69,12 @@ def mlflow_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{models_dir() / 'mlflow.db'}"
 
 
+def similar_precompute_items() -> int:
+    """RECSYS_SIMILAR_PRECOMPUTE_ITEMS: the bundle holds ranked "similar to X" lists for this many
+    of the most popular items, served as a lookup; 0 turns it off (default 10000)."""
+    return int(os.environ.get("RECSYS_SIMILAR_PRECOMPUTE_ITEMS", "10000"))
+
+
 def raw_max_lag_hours() -> float:
     """RECSYS_RAW_MAX_LAG_HOURS: raw tables older than this are shown stale (default 24)."""
     return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))

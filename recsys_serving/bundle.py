@@ -15,11 +15,12 @@ import scipy.sparse as sp
 from recsys_serving.candidates import FEATURES, ROUTES
 from recsys_serving.components import Components, Histories, ItemTimeline
 from recsys_serving.content_index import ContentIndex
-from recsys_serving.recommender import Recommender
+from recsys_serving.recommender import Recommender, SimilarTable
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 SPARSE_FILES = ("ease", "covisitation", "categories")
+SIMILAR_FILE = "similar.npz"
 
 
 class BundleError(RuntimeError):
@@ -34,8 +35,10 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metadata: dict) -> dict:
-    """Write the bundle to ``target`` atomically (a temporary sibling, then a rename)."""
+def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metadata: dict,
+                similar: SimilarTable | None = None) -> dict:
+    """Write the bundle to ``target`` atomically (a temporary sibling, then a rename).
+    ``similar``: precomputed "similar to X" lists (``Recommender.precompute_similar``)."""
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -58,6 +61,8 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
     )
     for name in SPARSE_FILES:
         sp.save_npz(staging / f"{name}.npz", getattr(components, name).tocsr())
+    if similar is not None:
+        np.savez(staging / SIMILAR_FILE, **vars(similar))
     ranker.save_model(str(staging / "ranker.txt"))
     files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
     manifest = {
@@ -122,5 +127,9 @@ def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:
         category_names=a.get("category_names", np.empty(0, dtype=str)),
     )
     ranker = lgb.Booster(model_file=str(path / "ranker.txt"))
-    return Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
-                       per_route=int(manifest.get("per_route", 100)))
+    recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
+                              per_route=int(manifest.get("per_route", 100)))
+    if SIMILAR_FILE in manifest["files"]:
+        with np.load(path / SIMILAR_FILE, allow_pickle=False) as table:
+            recommender.similar_table = SimilarTable(**{k: table[k] for k in table.files})
+    return recommender

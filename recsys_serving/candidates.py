@@ -36,12 +36,14 @@ DAY = 86_400
 @dataclass
 class Requests:
     """A batch of requests: each has a history (item indices, oldest first), an anchor item
-    index (-1 for none), a reference time and items that must not be returned."""
+    index (-1 for none), a reference time and items that must not be returned. History items
+    are never returned unless ``keep_seen`` is set for the request."""
 
     histories: list[np.ndarray]
     anchors: np.ndarray
     as_of: np.ndarray
     exclude: list[np.ndarray]
+    keep_seen: np.ndarray | None = None
 
 
 @dataclass
@@ -156,7 +158,8 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
     safe_anchor = np.where(has_anchor, anchors, 0)
 
     unavailable = np.zeros((batch, n_items), dtype=bool)
-    unavailable[history.rows, history.items] = True
+    hide = np.ones(len(history.rows), dtype=bool) if requests.keep_seen is None else ~requests.keep_seen[history.rows]
+    unavailable[history.rows[hide], history.items[hide]] = True
     for row, items in enumerate(requests.exclude):
         unavailable[row, items] = True
     trending = np.zeros((batch, n_items), dtype=np.float32)
@@ -221,8 +224,9 @@ def generate_batched(components: Components, requests: Requests, per_route: int 
     parts = []
     for start in range(0, len(requests.histories), step):
         window = slice(start, start + step)
+        keep_seen = None if requests.keep_seen is None else requests.keep_seen[window]
         part = generate(components, Requests(requests.histories[window], requests.anchors[window],
-                                             requests.as_of[window], requests.exclude[window]), per_route)
+                                             requests.as_of[window], requests.exclude[window], keep_seen), per_route)
         part.rows = part.rows + start
         parts.append(part)
     if len(parts) == 1:

@@ -88,6 +88,14 @@ class Components:
     def embeddings(self) -> np.ndarray:
         return self.content_index.vectors
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.items.tolist())}
+
+    def position(self, item_id) -> int:
+        """The index of one item id, -1 when unknown (a dict lookup, for the request path)."""
+        return self._positions.get(str(item_id), -1)
+
     def item_index(self, item_ids: np.ndarray) -> np.ndarray:
         item_ids = np.asarray(item_ids).astype(str)
         pos = np.minimum(np.searchsorted(self.items, item_ids), len(self.items) - 1)

@@ -6,10 +6,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsys_serving.candidates import FEATURES, ROUTE_SCORE, Candidates, Requests, generate, top_per_row
+from recsys_serving.candidates import FEATURES, ROUTE_SCORE, ROUTES, Candidates, Requests, generate, top_per_row
 from recsys_serving.components import Components
 
 BATCH_CELLS = 20_000_000
+SIMILAR_DEPTH = 100
+
+
+@dataclass
+class SimilarTable:
+    """Precomputed "similar to X" lists: row ``row_of[item]`` holds the item's ranked list."""
+
+    row_of: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    routes: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def empty(cls, n_items: int, rows: int, depth: int) -> SimilarTable:
+        return cls(row_of=np.full(n_items, -1, dtype=np.int64), items=np.zeros((rows, depth), dtype=np.int64),
+                   scores=np.zeros((rows, depth), dtype=np.float64), routes=np.zeros((rows, depth), dtype=np.uint8),
+                   lengths=np.zeros(rows, dtype=np.int64))
 
 
 @dataclass
@@ -37,9 +55,48 @@ class Recommender:
     per_route: int = 100
     version: str = "unversioned"
     popular: np.ndarray = field(init=False)
+    similar_table: SimilarTable | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.popular = np.argsort(-self.components.timeline.counts, kind="stable")
+
+    def precompute_similar(self, max_items: int, depth: int = SIMILAR_DEPTH) -> int:
+        """Rank the "similar to X" list of the ``max_items`` most popular items ahead of time,
+        with the same code as a live request, so those requests become a lookup. Returns the
+        number of items stored."""
+        anchors = np.sort(self.popular[:max_items])
+        ids = self.components.items[anchors].tolist()
+        lists = self.recommend_many([None] * len(ids), ids, depth)
+        table = SimilarTable.empty(len(self.components.items), len(anchors), depth)
+        for row, (anchor, rec) in enumerate(zip(anchors, lists, strict=True)):
+            if rec.fallback is not None:
+                continue
+            n = len(rec.items)
+            table.row_of[anchor] = row
+            table.items[row, :n] = self.components.item_index(np.asarray(rec.items))
+            table.scores[row, :n] = rec.scores
+            table.routes[row, :n] = [sum(1 << ROUTES.index(r) for r in routes) for routes in rec.routes]
+            table.lengths[row] = n
+        self.similar_table = table
+        return int((table.row_of >= 0).sum())
+
+    def _lookup_similar(self, anchor_id, k: int, allowed: np.ndarray | None) -> Recommendation | None:
+        table = self.similar_table
+        anchor = self.components.position(anchor_id)
+        if anchor < 0 or table.row_of[anchor] < 0:
+            return None
+        row = table.row_of[anchor]
+        items = table.items[row, : table.lengths[row]]
+        positions = np.arange(len(items)) if allowed is None else np.flatnonzero(allowed[items])
+        if len(positions) < k and table.lengths[row] == table.items.shape[1]:
+            return None  # the live ranking may hold more items that pass the filter
+        positions = positions[:k]
+        bits = table.routes[row, positions]
+        return Recommendation(
+            items=self.components.items[items[positions]].tolist(),
+            scores=table.scores[row, positions].astype(np.float64).tolist(),
+            routes=[[name for r, name in enumerate(ROUTES) if b & (1 << r)] for b in bits.tolist()],
+        )
 
     @property
     def now(self) -> int:
@@ -55,7 +112,7 @@ class Recommender:
         return idx[idx >= 0].astype(np.int64)
 
     def _requests(self, user_ids: list, anchors: list, recent: list | None = None,
-                  exclude: list | None = None) -> tuple[Requests, list[str | None]]:
+                  exclude: list | None = None, exclude_seen: bool = True) -> tuple[Requests, list[str | None]]:
         """``recent``: per request, item ids seen since the bundle was trained (appended to the
         history, newest last). ``exclude``: per request, item ids never to return."""
         comp = self.components
@@ -95,6 +152,7 @@ class Recommender:
             anchors=np.array(anchor_rows, dtype=np.int64),
             as_of=np.asarray(as_of, dtype=np.int64),
             exclude=excluded,
+            keep_seen=None if exclude_seen else np.ones(len(histories), dtype=bool),
         )
         return requests, reasons
 
@@ -115,9 +173,8 @@ class Recommender:
             return np.where(proposed > 0, column, -np.inf)
         if self.ranker is None:
             return candidates.features[:, FEATURES.index("collaborative_score")]
-        # one thread: requests are small and the server runs many at once
-        threads = 1 if len(candidates.rows) < 20_000 else 0
-        return np.asarray(self.ranker.predict(candidates.features, num_threads=threads), dtype=np.float64)
+        # no num_threads argument: passing one makes LightGBM rebuild its predictor on every call
+        return np.asarray(self.ranker.predict(candidates.features), dtype=np.float64)
 
     def _popular_list(self, exclude: set, k: int, allowed: np.ndarray | None = None) -> list[int]:
         out = []
@@ -131,35 +188,45 @@ class Recommender:
     def recommend_many(
         self, user_ids: list, anchors: list | None = None, k: int = 10, route: str | None = None,
         explain: bool = False, recent: list | None = None, exclude: list | None = None,
-        categories: list[str] | None = None,
+        categories: list[str] | None = None, exclude_seen: bool = True,
     ) -> list[Recommendation]:
         """One list per (user, anchor) pair; ``None`` stands for "no user" or "no anchor".
-        ``recent`` / ``exclude``: per-request item id lists; ``categories``: keep only items in any."""
-        return self.recommend_variants(user_ids, anchors, k, (route,), explain, recent, exclude, categories)[route]
+        ``recent`` / ``exclude``: per-request item id lists; ``categories``: keep only items in any;
+        ``exclude_seen=False`` lets items of the user's history back into the lists."""
+        return self.recommend_variants(user_ids, anchors, k, (route,), explain, recent, exclude, categories,
+                                       exclude_seen)[route]
 
     def recommend_variants(
         self, user_ids: list, anchors: list | None = None, k: int = 10,
         variants: tuple = (None,), explain: bool = False, recent: list | None = None,
-        exclude: list | None = None, categories: list[str] | None = None,
+        exclude: list | None = None, categories: list[str] | None = None, exclude_seen: bool = True,
     ) -> dict[str | None, list[Recommendation]]:
         """Lists ranked by the model (variant ``None``) and by single routes, from one recall pass."""
         anchors = anchors if anchors is not None else [None] * len(user_ids)
+        allowed = self.category_mask(categories)
+        if (self.similar_table is not None and variants == (None,) and not explain and len(user_ids) == 1
+                and user_ids[0] is None and anchors[0] is not None and not (exclude and exclude[0])
+                and not (recent and recent[0])
+                and k <= self.similar_table.items.shape[1]):
+            found = self._lookup_similar(anchors[0], k, allowed)
+            if found is not None:
+                return {None: [found]}
         recent = recent if recent is not None else [None] * len(user_ids)
         exclude = exclude if exclude is not None else [None] * len(user_ids)
-        allowed = self.category_mask(categories)
         results: dict[str | None, list[Recommendation]] = {v: [] for v in variants}
         step = self._batch_size()
         for start in range(0, len(user_ids), step):
             window = slice(start, start + step)
             batch = self._recommend_batch(user_ids[window], anchors[window], k, variants, explain,
-                                          recent[window], exclude[window], allowed)
+                                          recent[window], exclude[window], allowed, exclude_seen)
             for variant in variants:
                 results[variant] += batch[variant]
         return results
 
     def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple, explain: bool,
-                         recent: list, exclude: list, allowed: np.ndarray | None) -> dict[str | None, list[Recommendation]]:
-        requests, reasons = self._requests(user_ids, anchors, recent, exclude)
+                         recent: list, exclude: list, allowed: np.ndarray | None,
+                         exclude_seen: bool = True) -> dict[str | None, list[Recommendation]]:
+        requests, reasons = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
         candidates = generate(self.components, requests, self.per_route)
         out = {}
         for variant in variants:
@@ -184,7 +251,9 @@ class Recommender:
             if reason is None and len(requests.histories[row]) == 0 and requests.anchors[row] < 0:
                 reason = "no history"
             if reason is not None or len(positions) == 0:
-                seen = set(requests.histories[row].tolist()) | set(requests.exclude[row].tolist())
+                seen = set(requests.exclude[row].tolist())
+                if requests.keep_seen is None or not requests.keep_seen[row]:
+                    seen |= set(requests.histories[row].tolist())
                 chosen = self._popular_list(seen, k, allowed)
                 results.append(Recommendation(
                     items=items[chosen].tolist(),

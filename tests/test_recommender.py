@@ -91,6 +91,20 @@ def test_detail_excludes_anchor_and_unknowns_fall_back(world):
     assert unknown_item.fallback == "unknown item"
 
 
+def test_exclude_seen_false_lets_history_back(world):
+    _, _, comp = world
+    rec = Recommender(comp)
+    history, _ = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    seen = set(comp.items[history].tolist())
+    default = rec.recommend("u0", k=10)
+    kept = rec.recommend("u0", k=10, exclude_seen=False)
+    assert not seen & set(default.items)
+    # the user's own items score highest on the collaborative route (EASE diagonal is zero, but
+    # co-consumed items reinforce each other), so some of them come back
+    assert seen & set(kept.items)
+    assert rec.recommend("u0", k=10, exclude=[["i1"]], exclude_seen=False).items.count("i1") == 0
+
+
 def test_batch_and_single_requests_agree(world):
     _, _, comp = world
     rec = Recommender(comp)

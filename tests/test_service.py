@@ -15,7 +15,8 @@ from recsys_core.content import EMBEDDING_DIM
 from recsys_core.ranker import train_ranker, training_set
 from recsys_core.registry import ModelRegistry
 from recsys_core.split import protocol_folds
-from recsys_serving.bundle import save_bundle
+from recsys_serving.bundle import load_bundle, save_bundle
+from recsys_serving.recommender import Recommender
 from recsys_serving.service.app import create_app, overlap_at_k, rank_biased_overlap
 from recsys_serving.service.models import user_bucket
 from recsys_serving.settings import ServiceSettings
@@ -24,7 +25,7 @@ from tests.redis_server import redis_server
 TOKEN = "test-token"
 
 
-def _build_bundle(target: Path, seed: int, version: str) -> None:
+def _build_bundle(target: Path, seed: int, version: str, precompute: bool = False) -> None:
     tables = synthetic.generate(200, 300, 8_000, seed=seed)
     folds = protocol_folds(tables.interactions.rows)
     rng = np.random.default_rng(seed)
@@ -36,7 +37,12 @@ def _build_bundle(target: Path, seed: int, version: str) -> None:
     validation = fit_components(folds["validation"].train, tables.items.rows, embeddings)
     booster, info = train_ranker(training_set(validation, folds["validation"].test), seed=seed)
     serving = fit_components(folds["serving"].train, tables.items.rows, embeddings)
-    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100})
+    similar = None
+    if precompute:
+        recommender = Recommender(serving, booster, version=version)
+        recommender.precompute_similar(len(serving.items) // 2)
+        similar = recommender.similar_table
+    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100}, similar=similar)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("service-models")
     registry = ModelRegistry(root / "model_registry.json")
     for seed, version in ((1, "v1"), (2, "v2")):  # two different models for reloads and canaries
-        _build_bundle(root / "bundles" / version, seed, version)
+        _build_bundle(root / "bundles" / version, seed, version, precompute=version == "v1")
         registry.register(version, {"path": str(root / "bundles" / version)})
     registry.promote("v1", "test")
     return root
@@ -267,3 +273,22 @@ def test_online_features_personalise_users_the_bundle_does_not_know(models, tmp_
             assert body["fallback"] is None and len(body["items"]) == 5
             assert not {"i7", "i8", "i9"} & {i["item_id"] for i in body["items"]}
             assert api.get("/recommend/user/stranger").json()["fallback"] == {"reason": "unknown user"}
+
+
+def test_precomputed_similar_lists_equal_the_live_ranking(models):
+    """The bundle's "similar to X" table is a cache of the live ranking, not another model."""
+    path = models / "bundles" / "v1"
+    stored = load_bundle(path)
+    live = load_bundle(path)
+    live.similar_table = None
+    table = stored.similar_table
+    assert table is not None and (table.row_of >= 0).sum() == len(stored.components.items) // 2
+    names = list(stored.components.category_names)
+    looked_up = 0
+    for n, item in enumerate(stored.components.items.tolist()):
+        categories = [names[n % len(names)]] if n % 3 == 0 and names else None
+        for k in (1, 10):
+            a, b = stored.similar(item, k, categories=categories), live.similar(item, k, categories=categories)
+            assert (a.items, a.scores, a.routes, a.fallback) == (b.items, b.scores, b.routes, b.fallback), item
+        looked_up += stored._lookup_similar(item, 10, stored.category_mask(categories)) is not None
+    assert looked_up >= len(stored.components.items) // 3

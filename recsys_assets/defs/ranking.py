@@ -18,6 +18,7 @@ from recsys_serving.bundle import save_bundle
 from recsys_serving.candidates import FEATURES, ROUTES
 from recsys_serving.components import Components, ItemTimeline
 from recsys_serving.content_index import ContentIndex
+from recsys_serving.recommender import Recommender
 
 ROUTE_INPUTS = ("collaborative_index", "covisitation_index", "content_index", "popular_items")
 
@@ -100,15 +101,20 @@ def model_bundle(
     booster = lgb.Booster(model_str=ranking_model["model"])
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
+    recommender = Recommender(components=components, ranker=booster, version=version)
+    precompute_started = time.perf_counter()
+    precomputed = recommender.precompute_similar(settings.similar_precompute_items())
+    precompute_seconds = time.perf_counter() - precompute_started
     manifest = save_bundle(components, booster, target, {
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
-        "per_route": 100, "code_version": _code_version(),
-    })
+        "per_route": 100, "code_version": _code_version(), "similar_precomputed": precomputed,
+    }, similar=recommender.similar_table)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({
         "version": version, "path": dg.MetadataValue.path(str(target)), "items": manifest["items"],
         "users": manifest["users"], "size_mb": round(size / 1e6, 2),
         "files": dg.MetadataValue.json(manifest["files"]),
+        "similar_precomputed_items": precomputed, "similar_precompute_seconds": round(precompute_seconds, 1),
     })
     return str(target)
 

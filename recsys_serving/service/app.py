@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 import uuid
@@ -84,6 +85,7 @@ class Service:
         self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self.shadow_pending = 0
         self.recent_local: dict[str, list[str]] = {}
+        self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()  # unique per process, no syscall
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -154,10 +156,10 @@ class Service:
     def serve(self, endpoint: str, item_id: str | None, user_id: str | None, top_n: int, categories: list[str] | None,
               explain: bool, exclude_seen: bool) -> dict[str, Any]:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = f"{self._id_prefix}{next(self._ids):016x}"
         deployment = self.models.deployment
         arm, model = self.models.choose(user_id)
-        if item_id is not None and model.components.item_index([item_id])[0] < 0:
+        if item_id is not None and model.components.position(item_id) < 0:
             self.metrics.requests.labels(endpoint=endpoint, status="404").inc()
             raise NotFoundException(detail=f"unknown item_id {item_id!r}", extra={"field": "item_id"})
         recent = self.recent_items(user_id) if exclude_seen else []
@@ -168,14 +170,15 @@ class Service:
                    f"{','.join(sorted(categories or []))}:{activity}")
             cached = self.cache.get(key)
             if cached is not None:
-                self.metrics.cache_hits.labels(backend=self.cache.backend).inc()
+                self.metrics.child(self.metrics.cache_hits, self.cache.backend).inc()
                 body = {**cached, "request_id": request_id, "cached": True}
                 self._after(endpoint, body, started, user_id, item_id, None, deployment)
                 return body
-            self.metrics.cache_misses.labels(backend=self.cache.backend).inc()
+            self.metrics.child(self.metrics.cache_misses, self.cache.backend).inc()
         try:
             rec = model.recommend_many([user_id], [item_id], top_n, explain=explain, recent=[recent],
-                                       exclude=[recent] if exclude_seen else None, categories=categories)[0]
+                                       exclude=[recent] if exclude_seen else None, categories=categories,
+                                       exclude_seen=exclude_seen)[0]
         except Exception as error:  # noqa: BLE001 - a broken model degrades to popular items
             rec = self._popular(model, top_n, f"model error: {type(error).__name__}")
         body = self._body(rec, model, arm, endpoint, explain)
@@ -204,23 +207,22 @@ class Service:
                 "failed_routes": list(rec.failed_routes)}
 
     def _after(self, endpoint: str, body: dict, started: float, user_id, item_id, rec, deployment) -> None:
-        self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(endpoint=endpoint, status="200").inc()
-        if body["fallback"]:
-            self.metrics.fallbacks.labels(endpoint=endpoint, reason=body["fallback"]["reason"]).inc()
-        for route in body.get("failed_routes", []):
-            self.metrics.route_failures.labels(route=route).inc()
-        for item in body["items"]:
-            for route in item["routes"]:
-                self.metrics.route_items.labels(route=route).inc()
-        self.metrics.exposures.labels(arm=body["arm"]).inc()
+        m = self.metrics
+        m.child(m.latency, endpoint).observe(time.perf_counter() - started)
+        m.child(m.requests, endpoint, "200").inc()
+        fallback = body["fallback"]["reason"] if body["fallback"] else None
+        if fallback:
+            m.child(m.fallbacks, endpoint, fallback).inc()
+        for route in body.get("failed_routes", ()):
+            m.child(m.route_failures, route).inc()
+        m.route_items.add(r for item in body["items"] for r in item["routes"])
+        m.child(m.exposures, body["arm"]).inc()
         served = [i["item_id"] for i in body["items"]]
         self.exposures.write({"type": "exposure", "request_id": body["request_id"], "time": time.time(),
                               "user_id": user_id, "item_id": item_id, "endpoint": endpoint,
                               "model_version": body["model_version"], "arm": body["arm"],
-                              "items": [{"item_id": i, "position": p + 1} for p, i in enumerate(served)],
-                              "fallback": body["fallback"]["reason"] if body["fallback"] else None,
-                              "cached": body["cached"]})
+                              "items": [{"item_id": i, "position": p} for p, i in enumerate(served, 1)],
+                              "fallback": fallback, "cached": body["cached"]})
         if deployment.shadow is not None and self.shadow_pending < 100:
             self.shadow_pending += 1
             self.shadow_pool.submit(self._shadow, deployment.shadow, body["request_id"], user_id, item_id, served)
@@ -248,7 +250,7 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-@get("/similar/{item_id:str}", sync_to_thread=True)
+@get("/similar/{item_id:str}", sync_to_thread=False)
 def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
             explain: bool = False) -> dict:
     """Items similar to ``item_id`` (no personalisation)."""

@@ -9,13 +9,14 @@ from collections import OrderedDict
 
 
 class LocalCache:
-    """Bounded LRU with a time to live, safe across threads."""
+    """Bounded LRU with a time to live, safe across threads. Values are kept as given (not
+    serialised): callers must not mutate what they store or get."""
 
     backend = "local"
 
     def __init__(self, ttl: float, size: int) -> None:
         self.ttl, self.size = ttl, size
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> dict | None:
@@ -25,11 +26,11 @@ class LocalCache:
                 self._data.pop(key, None)
                 return None
             self._data.move_to_end(key)
-            return json.loads(hit[1])
+            return hit[1]
 
     def set(self, key: str, value: dict) -> None:
         with self._lock:
-            self._data[key] = (time.monotonic() + self.ttl, json.dumps(value))
+            self._data[key] = (time.monotonic() + self.ttl, value)
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)

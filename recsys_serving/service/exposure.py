@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import json
-import queue
 import threading
+from collections import deque
 from pathlib import Path
+
+import msgspec
 
 
 class ExposureLog:
-    def __init__(self, path: Path, max_bytes: int, capacity: int = 100_000) -> None:
-        self.path, self.max_bytes = Path(path), max_bytes
+    """``write`` only appends to an in-memory deque (no lock on the request path); a background
+    thread encodes and appends the records to ``path``. When ``capacity`` records are waiting,
+    new ones are dropped and counted."""
+
+    def __init__(self, path: Path, max_bytes: int, capacity: int = 100_000, interval: float = 0.05) -> None:
+        self.path, self.max_bytes, self.capacity, self.interval = Path(path), max_bytes, capacity, interval
         self.dropped = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._pending: deque = deque()
+        self._encoder = msgspec.json.Encoder(enc_hook=str)
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposure-log", daemon=True)
         self._thread.start()
 
     def write(self, record: dict) -> None:
-        """Never blocks the request: a full queue drops the record and counts it."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        """Never blocks the request."""
+        if len(self._pending) >= self.capacity:
             self.dropped += 1
+            return
+        self._pending.append(record)
 
     def _rotate(self) -> None:
         if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
@@ -30,30 +38,29 @@ class ExposureLog:
                 index += 1
             self.path.rename(self.path.with_suffix(f".jsonl.{index}"))
 
-    def _run(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            record = self._queue.get()
-            if record is None:
-                self._queue.task_done()
+    def _drain(self) -> None:
+        with self._write_lock:
+            batch = []
+            while self._pending and len(batch) < 10_000:
+                batch.append(self._pending.popleft())
+            if not batch:
                 return
-            batch = [record]
-            while not self._queue.empty() and len(batch) < 1_000:
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    self._queue.put_nowait(None)
-                    self._queue.task_done()
-                    break
-                batch.append(nxt)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._rotate()
-            with self.path.open("a") as handle:
-                handle.write("".join(json.dumps(r, default=str) + "\n" for r in batch))
-            for _ in batch:
-                self._queue.task_done()
+            with self.path.open("ab") as handle:
+                handle.write(b"".join(self._encoder.encode(r) + b"\n" for r in batch))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            while self._pending:
+                self._drain()
 
     def flush(self) -> None:
-        self._queue.join()
+        """Write everything logged so far (the caller's thread does it)."""
+        while self._pending:
+            self._drain()
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout=5)
+        self.flush()

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class RouteItems:
+    """Served items per recall route: a plain tally on the request path, a counter when scraped."""
+
+    def __init__(self) -> None:
+        self.tally: Tally = Tally()
+
+    def add(self, routes) -> None:
+        self.tally.update(routes)
+
+    def collect(self):
+        family = CounterMetricFamily("recsys_route_items", "Served items by recall route", labels=["route"])
+        for route, count in sorted(self.tally.items()):
+            family.add_metric([route], count)
+        yield family
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict = {}
         self.requests = Counter("recsys_requests_total", "Requests by endpoint and status", ["endpoint", "status"], registry=r)
         self.latency = Histogram("recsys_request_latency_seconds", "Request latency", ["endpoint"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -28,11 +48,20 @@ class ServiceMetrics:
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.reloads = Counter("recsys_model_reloads_total", "Model reloads by mode and result", ["mode", "result"],
                                registry=r)
-        self.route_items = Counter("recsys_route_items_total", "Served items by recall route", ["route"], registry=r)
+        self.route_items = RouteItems()
+        r.register(self.route_items)
         self.route_failures = Counter("recsys_route_failures_total", "Recall routes cut off after an error", ["route"],
                                       registry=r)
         self.exposures = Counter("recsys_exposures_total", "Lists logged to the exposure log", ["arm"], registry=r)
         self.events = Counter("recsys_events_total", "Feedback events", ["type"], registry=r)
+
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, memoised: label lookups are a measurable part of a request."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def set_models(self, roles: dict[str, str | None]) -> None:
         self.model_info.clear()
