@@ -64,3 +64,32 @@ def generate(n_users: int = 1_000, n_items: int = 2_000, n_interactions: int = 5
         "value": rng.integers(1, 6, len(rows_user)).astype(float),
     })
     return RawTables(normalise_items(items, "synthetic"), normalise_interactions(interactions, "synthetic"))
+
+
+def shifted_window(base: RawTables, n_interactions: int, seed: int = 1, new_items: int = 100,
+                   new_item_share: float = 0.3, gap_days: int = 1) -> RawTables:
+    """A later window whose behaviour has shifted: the same users with redrawn tastes (each
+    consumes the way another user did), popularity moved to other items, and ``new_items``
+    brand-new items taking ``new_item_share`` of the interactions. Returns the grown catalog
+    and only the new window's interactions, which start ``gap_days`` after ``base`` ends."""
+    rng = np.random.default_rng(seed)
+    items = base.items.rows
+    old = base.interactions.rows
+    sample = old.sample(n=n_interactions, replace=True, random_state=seed).reset_index(drop=True)
+    users = old["user_id"].unique()
+    sample["user_id"] = pd.Series(dict(zip(users, rng.permutation(users), strict=True)))[sample["user_id"]].to_numpy()
+    item_ids = items["item_id"].to_numpy()
+    sample["item_id"] = pd.Series(dict(zip(item_ids, rng.permutation(item_ids), strict=True)))[sample["item_id"]].to_numpy()
+    fresh = items.sample(n=new_items, random_state=seed).reset_index(drop=True)
+    fresh["item_id"] = [f"new{seed}-{i}" for i in range(new_items)]
+    chosen = rng.random(len(sample)) < new_item_share
+    weights = 1.0 / np.arange(1, new_items + 1) ** 1.2
+    sample.loc[chosen, "item_id"] = fresh["item_id"].to_numpy()[rng.choice(new_items, int(chosen.sum()),
+                                                                            p=weights / weights.sum())]
+    start = int(old["timestamp"].max()) + gap_days * 86_400
+    sample["timestamp"] = start + np.sort(rng.integers(0, 30 * 86_400, len(sample)))
+    sample = sample.drop_duplicates(["user_id", "item_id"]).sort_values("timestamp").reset_index(drop=True)
+    catalog = pd.concat([items, fresh], ignore_index=True)
+    return RawTables(normalise_items(catalog, "synthetic-shifted"),
+                     normalise_interactions(sample[["user_id", "item_id", "timestamp", "event", "value"]],
+                                            "synthetic-shifted"))
