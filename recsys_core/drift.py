@@ -121,7 +121,8 @@ def centroid_shift(embeddings: pd.DataFrame, reference_items: pd.Series, current
     return float(1.0 - a @ b / denominator) if denominator > 0 else 0.0
 
 
-def split_windows(interactions: pd.DataFrame, reference_until: int | None, window_seconds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_windows(interactions: pd.DataFrame, reference_until: int | None,
+                  window_seconds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reference: interactions up to ``reference_until`` (what the champion was trained on);
     current: those after it. Without a reference time, the last ``window_seconds`` are current."""
     timestamps = interactions["timestamp"]
