@@ -96,3 +96,69 @@ def gate_thresholds():
         latency_budget_ms=float(env("RECSYS_LATENCY_BUDGET_MS", "10")),
         latency_requests=int(env("RECSYS_LATENCY_REQUESTS", "1000")),
     )
+
+
+def drift_thresholds():
+    """RECSYS_DRIFT_PSI (0.2), RECSYS_DRIFT_KS (0.1), RECSYS_DRIFT_UNSEEN_SHARE (0.1),
+    RECSYS_DRIFT_CENTROID_SHIFT (0.05), RECSYS_DRIFT_MIN_SIGNALS (2), RECSYS_DRIFT_MIN_ROWS (200)."""
+    from recsys_core.drift import DriftThresholds
+
+    env = os.environ.get
+    return DriftThresholds(psi=float(env("RECSYS_DRIFT_PSI", "0.2")), ks=float(env("RECSYS_DRIFT_KS", "0.1")),
+                           unseen_share=float(env("RECSYS_DRIFT_UNSEEN_SHARE", "0.1")),
+                           centroid_shift=float(env("RECSYS_DRIFT_CENTROID_SHIFT", "0.05")),
+                           min_signals=int(env("RECSYS_DRIFT_MIN_SIGNALS", "2")),
+                           min_rows=int(env("RECSYS_DRIFT_MIN_ROWS", "200")))
+
+
+def drift_window_days() -> float:
+    """RECSYS_DRIFT_WINDOW_DAYS: recent window compared with the rest when there is no champion (30)."""
+    return float(os.environ.get("RECSYS_DRIFT_WINDOW_DAYS", "30"))
+
+
+def drift_cooldown_hours() -> float:
+    """RECSYS_DRIFT_COOLDOWN_HOURS: at most one drift-triggered retraining per this many hours (24)."""
+    return float(os.environ.get("RECSYS_DRIFT_COOLDOWN_HOURS", "24"))
+
+
+def retrain_cron() -> str:
+    """RECSYS_RETRAIN_CRON: the nightly retraining schedule (default ``0 2 * * *``)."""
+    return os.environ.get("RECSYS_RETRAIN_CRON", "0 2 * * *")
+
+
+def automation_on() -> bool:
+    """RECSYS_AUTOMATION: 1 starts the schedules and sensors with the daemon (default 0: off,
+    as in the demo; they can be switched on in the UI)."""
+    return os.environ.get("RECSYS_AUTOMATION", "0") == "1"
+
+
+def webhook() -> tuple[str, str]:
+    """RECSYS_WEBHOOK_URL (unset: no notifications) and RECSYS_WEBHOOK_STYLE (slack | wecom)."""
+    return os.environ.get("RECSYS_WEBHOOK_URL", ""), os.environ.get("RECSYS_WEBHOOK_STYLE", "slack")
+
+
+def service_admin() -> tuple[str, str]:
+    """RECSYS_SERVICE_URL (unset: no reload on promotion) and RECSYS_ADMIN_TOKEN."""
+    return os.environ.get("RECSYS_SERVICE_URL", ""), os.environ.get("RECSYS_ADMIN_TOKEN", "")
+
+
+def challenger_stale_hours() -> float:
+    """RECSYS_CHALLENGER_STALE_HOURS: notify when a challenger waits longer than this (24)."""
+    return float(os.environ.get("RECSYS_CHALLENGER_STALE_HOURS", "24"))
+
+
+def off_policy_check() -> str:
+    """RECSYS_OFF_POLICY_CHECK: off | warn | block (default warn): the off-policy estimate of the
+    challenger's clicks from the exposure log, in the promotion gate. RECSYS_OFF_POLICY_MIN_REQUESTS
+    (1000): fewer logged lists skip it."""
+    return os.environ.get("RECSYS_OFF_POLICY_CHECK", "warn")
+
+
+def off_policy_min_requests() -> int:
+    return int(os.environ.get("RECSYS_OFF_POLICY_MIN_REQUESTS", "1000"))
+
+
+def business_events() -> str:
+    """RECSYS_BUSINESS_EVENTS: CSV or Parquet of the business's own events (column ``kind``:
+    exposure | click | conversion) to reconcile the service's counts with (unset: skipped)."""
+    return os.environ.get("RECSYS_BUSINESS_EVENTS", "")

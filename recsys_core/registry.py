@@ -7,6 +7,7 @@ and the UI. Every method here is plain Python (no Dagster).
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -80,6 +81,16 @@ class RegistryFile:
             "run_id": entry.get("run_id"), "mlflow_version": entry.get("mlflow_version"),
             "metrics": entry.get("metrics", {}), "reason": reason,
         })
+
+    def waiting_challenger(self) -> tuple[str, float] | None:
+        """(version, when it became challenger as a Unix time) while the challenger is not the champion."""
+        version = self.challenger
+        if version is None or version == self.champion:
+            return None
+        for event in reversed(self.data["history"]):
+            if event["alias"] == CHALLENGER and event["version"] == version:
+                return version, calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ"))
+        return None
 
     def previous_champion(self) -> str | None:
         """The champion before the current one that still has a bundle, from the history."""

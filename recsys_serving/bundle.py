@@ -72,6 +72,7 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         "routes": list(ROUTES),
         "items": int(len(components.items)),
         "users": int(len(histories.users)),
+        "trained_until": int(histories.timestamps.max(initial=0)),
         "files": files,
         **metadata,
     }
@@ -102,6 +103,16 @@ def verify_bundle(path: Path) -> dict:
         if sha256(file) != expected:
             raise BundleError(f"{path}: checksum mismatch for {name}")
     return manifest
+
+
+def trained_until(path: Path | str) -> int:
+    """The time of the last interaction a bundle was trained on."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if "trained_until" in manifest:
+        return int(manifest["trained_until"])
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        return int(arrays["history_timestamps"].max(initial=0))
 
 
 def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:

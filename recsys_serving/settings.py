@@ -22,7 +22,8 @@ class ServiceSettings:
     (10000 lists). RECSYS_EXPOSURE_LOG (data/evaluation/exposure_log.jsonl),
     RECSYS_EXPOSURE_LOG_MAX_MB (50). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
     the shared rollout state. MLFLOW_TRACKING_URI: when set and there is no registry file, the
-    champion is fetched through the MLflow alias."""
+    champion is fetched through the MLflow alias. RECSYS_DATA_DIR (data/): where the pipeline's
+    drift reports are read from for /metrics."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
     bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
@@ -36,6 +37,7 @@ class ServiceSettings:
     exposure_log_max_mb: float = field(default_factory=lambda: float(_env("RECSYS_EXPOSURE_LOG_MAX_MB", "50")))
     state_poll_seconds: float = field(default_factory=lambda: float(_env("RECSYS_STATE_POLL_SECONDS", "2")))
     mlflow_tracking_uri: str = field(default_factory=lambda: _env("MLFLOW_TRACKING_URI", ""))
+    data_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_DATA_DIR", str(PROJECT_ROOT / "data"))))
 
     @property
     def registry_path(self) -> Path:

@@ -1,6 +1,7 @@
 """The Litestar service against real bundles and a real redis-server."""
 
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -292,3 +293,69 @@ def test_precomputed_similar_lists_equal_the_live_ranking(models):
             assert (a.items, a.scores, a.routes, a.fallback) == (b.items, b.scores, b.routes, b.fallback), item
         looked_up += stored._lookup_similar(item, 10, stored.category_mask(categories)) is not None
     assert looked_up >= len(stored.components.items) // 3
+
+
+DEPLOYMENT = Path(__file__).resolve().parent.parent / "deployment"
+PROMQL_WORDS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "avg", "count", "max_over_time",
+                "clamp_min", "scalar", "and", "or", "unless", "bool", "offset"}
+PROMETHEUS_OWN = {"up"}
+
+
+def _metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"(?<![\w.])\d+(\.\d+)?(e-?\d+)?", "", expr)
+    return set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)) - PROMQL_WORDS
+
+
+def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, tmp_path):
+    import shutil
+    import subprocess
+
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rules = yaml.safe_load((DEPLOYMENT / "prometheus" / "alerts.yml").read_text())
+    alert_exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert {"RecsysLatencyP99OverBudget", "RecsysFallbackRateHigh", "RecsysNdcgDrop", "RecsysDataQualityScoreDrop",
+            "RecsysChallengerStale", "RecsysDriftConfirmed"} <= alerts
+    dashboard = json.loads((DEPLOYMENT / "grafana" / "dashboards" / "recsys.json").read_text())
+    panel_exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = set().union(*(_metric_names(e) for e in alert_exprs + panel_exprs))
+    assert "recsys_request_latency_seconds_bucket" in used and "recsys_drift_confirmed" in used
+
+    # a registry with a waiting challenger and a drift report, as the pipeline leaves them
+    registry = json.loads((models / "model_registry.json").read_text())
+    for version, score in (("v1", 0.31), ("v2", 0.33)):
+        registry["versions"][version]["metrics"] = {"ndcg@10": score, "data_quality_score": 95.0}
+    registry["aliases"]["challenger"] = "v2"
+    registry["history"].append({"time": "2026-01-01T00:00:00Z", "alias": "challenger", "action": "register",
+                                "version": "v2", "previous": None, "reason": "test"})
+    own_models = tmp_path / "models"
+    own_models.mkdir()
+    (own_models / "model_registry.json").write_text(json.dumps(registry))
+    (tmp_path / "data" / "drift_reports").mkdir(parents=True)
+    (tmp_path / "data" / "drift_reports" / "latest-interactions.json").write_text(json.dumps(
+        {"confirmed": True, "findings": [{"drifted": True}, {"drifted": False}]}))
+    settings = _settings(own_models, tmp_path, data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        client.get("/similar/i5")
+        client.get("/recommend/user/nobody")  # a fallback
+        client.post("/models/reload", json={"mode": "shadow", "version": "v2"}, headers=_admin())
+        client.get("/recommend/detail/i5?user_id=u3")
+        client.app.state.service.shadow_pool.submit(lambda: None).result()
+        text = client.get("/metrics").text
+    exported = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    assert used - PROMETHEUS_OWN <= exported, sorted(used - PROMETHEUS_OWN - exported)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("recsys_drift_confirmed", (("source", "interactions"),))] == 1.0
+    assert samples[("recsys_registry_ndcg_at_10", (("role", "challenger"), ("version", "v2")))] == 0.33
+    assert samples[("recsys_challenger_waiting_seconds", ())] > 86_400
+    if shutil.which("promtool"):
+        checked = subprocess.run(["promtool", "check", "rules", str(DEPLOYMENT / "prometheus" / "alerts.yml")],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,7 +1,8 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
-
+import json
 import os
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +10,7 @@ import dagster as dg
 from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_core import sources, synthetic
+from recsys_core import notify, sources, synthetic
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -17,11 +18,16 @@ class StorageResource(dg.ConfigurableResource):
 
     data_dir: str
     models_dir: str
+    exposure_log: str = ""
 
     def path(self, *parts: str) -> Path:
         target = Path(self.data_dir).joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
+
+    def exposure_log_path(self) -> Path:
+        """The service's exposure log: ``exposure_log`` when set, else data/evaluation/exposure_log.jsonl."""
+        return Path(self.exposure_log) if self.exposure_log else Path(self.data_dir) / "evaluation" / "exposure_log.jsonl"
 
     def bundles(self) -> Path:
         target = Path(self.models_dir) / "bundles"
@@ -65,11 +71,39 @@ class DataSourceResource(dg.ConfigurableResource):
         raise ValueError(f"unknown source kind {self.kind!r}: use sample, export, database or synthetic")
 
 
+class NotifierResource(dg.ConfigurableResource):
+    """Webhook notifications (Slack or WeCom JSON); nothing is sent when ``url`` is empty."""
+
+    url: str = ""
+    style: str = "slack"
+
+    def send(self, title: str, lines: list[str]) -> bool:
+        return notify.send(self.url, title, lines, self.style)
+
+
+class ServiceAdminResource(dg.ConfigurableResource):
+    """The recommendation service's admin API, to reload a newly promoted champion."""
+
+    url: str = ""
+    token: str = ""
+
+    def reload(self, version: str) -> dict:
+        """POST /models/reload; raises on an HTTP error, returns {} when no service is configured."""
+        if not self.url:
+            return {}
+        request = urllib.request.Request(
+            f"{self.url.rstrip('/')}/models/reload", method="POST", data=json.dumps({"version": version}).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+
 def resources_from_environment() -> dict:
     users, items, interactions = settings.synthetic_size()
     data_dir = settings.data_dir()
     return {
-        "storage": StorageResource(data_dir=str(data_dir), models_dir=str(settings.models_dir())),
+        "storage": StorageResource(data_dir=str(data_dir), models_dir=str(settings.models_dir()),
+                                   exposure_log=os.environ.get("RECSYS_EXPOSURE_LOG", "")),
         "source": DataSourceResource(
             kind=settings.source_kind(), sample_dir=str(settings.sample_dir()), export_dir=settings.export_dir(),
             database_url=settings.database_url(), items_table=settings.items_table(),
@@ -80,6 +114,8 @@ def resources_from_environment() -> dict:
         "feature_store": FeatureStoreResource(redis_url=os.environ.get("FEATURE_REDIS_URL", "")),
         "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
                                           models_dir=str(settings.models_dir())),
+        "notifier": NotifierResource(url=settings.webhook()[0], style=settings.webhook()[1]),
+        "service_admin": ServiceAdminResource(url=settings.service_admin()[0], token=settings.service_admin()[1]),
     }
 
 

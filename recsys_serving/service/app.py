@@ -20,11 +20,13 @@ from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recsys_core.online_features import read_recent_items
+from recsys_serving.candidates import ROUTES
 from recsys_serving.recommender import Recommendation, Recommender
 from recsys_serving.service.cache import LocalCache, RedisCache
 from recsys_serving.service.exposure import ExposureLog
 from recsys_serving.service.metrics import ServiceMetrics
 from recsys_serving.service.models import ModelManager, ReloadRefused
+from recsys_serving.service.platform_metrics import PlatformCollector
 from recsys_serving.settings import ServiceSettings
 
 TopN = Annotated[int, Parameter(ge=1, le=100, description="number of items")]
@@ -66,6 +68,8 @@ class Service:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
+        self.metrics.initialise(ROUTES)
+        self.metrics.registry.register(PlatformCollector(settings.registry_path, settings.data_dir / "drift_reports"))
         self.local_cache = LocalCache(settings.cache_ttl, settings.cache_size)
         self.redis = None
         self.cache = self.local_cache
@@ -73,6 +77,8 @@ class Service:
             self.cache = RedisCache(settings.redis_url, settings.cache_ttl, self.local_cache,
                                     lambda op: self.metrics.cache_errors.labels(operation=op).inc())
             self.redis = self.cache.client
+        for counter in (self.metrics.cache_hits, self.metrics.cache_misses):
+            self.metrics.child(counter, self.cache.backend)
         self.features = None
         if settings.feature_redis_url:
             import redis

@@ -55,6 +55,14 @@ class ServiceMetrics:
         self.exposures = Counter("recsys_exposures_total", "Lists logged to the exposure log", ["arm"], registry=r)
         self.events = Counter("recsys_events_total", "Feedback events", ["type"], registry=r)
 
+    def initialise(self, routes: tuple[str, ...]) -> None:
+        """Label sets that must read 0 before anything happens, so alerts and dashboards see them."""
+        for route in routes:
+            self.route_failures.labels(route=route)
+        for mode in ("primary", "shadow", "follow", "rollback"):
+            for result in ("ok", "refused"):
+                self.reloads.labels(mode=mode, result=result)
+
     def child(self, metric, *labels: str):
         """``metric.labels(*labels)``, memoised: label lookups are a measurable part of a request."""
         key = (metric, labels)

@@ -1,0 +1,119 @@
+"""Schedules and sensors that close the loop: drift starts retraining, a promotion reloads the
+service, failures, rejections, drift and a waiting challenger are sent to the webhook."""
+
+import json
+import time
+
+import dagster as dg
+
+from recsys_assets import settings
+from recsys_assets.defs import jobs
+from recsys_assets.defs.resources import NotifierResource, ServiceAdminResource
+from recsys_assets.defs.tracking import MlflowResource
+from recsys_core.registry import RegistryFile
+
+GATE_CHECKS = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
+               "latency_within_budget", "off_policy_clicks"}
+
+
+def _status() -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if settings.automation_on() else dg.DefaultSensorStatus.STOPPED
+
+
+def _schedule_status() -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if settings.automation_on() else dg.DefaultScheduleStatus.STOPPED
+
+
+nightly_retrain = dg.ScheduleDefinition(
+    name="nightly_retrain", job=jobs.train_and_evaluate, cron_schedule=settings.retrain_cron(),
+    default_status=_schedule_status(), tags={"recsys/trigger": "schedule"},
+    description="Retrain, evaluate and gate every night (RECSYS_RETRAIN_CRON, default 02:00).",
+)
+
+hourly_monitoring = dg.ScheduleDefinition(
+    name="hourly_monitoring", job=jobs.monitor, cron_schedule="15 * * * *", default_status=_schedule_status(),
+    description="Ingest new raw data, check drift, update the online metrics.",
+)
+
+keep_monitoring_current = dg.AutomationConditionSensorDefinition(
+    "keep_monitoring_current", target=jobs.MONITORING, default_status=_status(),
+    description="Re-checks drift whenever new raw interactions arrive (eager automation condition).",
+)
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=jobs.train_and_evaluate, default_status=_status(),
+                 minimum_interval_seconds=60)
+def drift_retraining(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, notifier: NotifierResource):
+    """Confirmed drift requests the retraining job, at most once per RECSYS_DRIFT_COOLDOWN_HOURS,
+    with the drifted signals in the run tags."""
+    metadata = asset_event.asset_materialization.metadata
+    if not metadata.get("drift_confirmed") or not metadata["drift_confirmed"].value:
+        return dg.SkipReason("no confirmed drift in the latest drift report")
+    reason = metadata["reason"].value
+    state = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
+    last = float(state.get("last_trigger", 0.0))
+    now = time.time()
+    cooldown = settings.drift_cooldown_hours() * 3_600
+    if now - last < cooldown:
+        return dg.SkipReason(f"drift confirmed ({reason}) but within the cool-down: next retraining allowed after "
+                             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(last + cooldown))}")
+    context.update_cursor(json.dumps({"last_trigger": now, "event": asset_event.storage_id}))
+    notifier.send("Drift confirmed: retraining", [reason])
+    return dg.RunRequest(run_key=f"drift-{asset_event.storage_id}",
+                         tags={"recsys/trigger": "drift", "recsys/drift_reason": reason[:250]})
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("champion"), default_status=_status(), minimum_interval_seconds=30)
+def reload_service_on_promotion(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry,
+                                service_admin: ServiceAdminResource, notifier: NotifierResource):
+    """A new champion: tell the service to load it (RECSYS_SERVICE_URL) and notify."""
+    metadata = asset_event.asset_materialization.metadata
+    version = metadata["version"].value
+    lines = [f"previous: {metadata['previous'].value}", f"ndcg@10: {metadata['ndcg@10'].value:.4f}"]
+    try:
+        state = service_admin.reload(version)
+        lines.append(f"service reloaded: {state.get('primary', 'no service configured')}")
+    except Exception as error:  # noqa: BLE001 - reported, and the next tick does not retry a stale version
+        lines.append(f"service reload failed: {error}")
+        context.log.warning(f"reload of {version} failed: {error}")
+    notifier.send(f"Promoted {version} to champion", lines)
+    return dg.SkipReason("; ".join(lines))
+
+
+def _failed_gate_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = []
+    for record in records:
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.check_name in GATE_CHECKS and not evaluation.passed:
+            failed.append(f"{evaluation.check_name}: {evaluation.description or 'failed'}")
+    return failed
+
+
+@dg.run_failure_sensor(default_status=_status(), monitored_jobs=[jobs.train_and_evaluate, jobs.monitor])
+def notify_on_failure(context: dg.RunFailureSensorContext, notifier: NotifierResource):
+    """A failed run: a gate that said no is a rejection (with its reasons), anything else a failure."""
+    run = context.dagster_run
+    rejected = _failed_gate_checks(context.instance, run.run_id)
+    if rejected:
+        notifier.send(f"Challenger rejected (run {run.run_id[:8]})", rejected)
+    else:
+        notifier.send(f"Run {run.job_name} failed ({run.run_id[:8]})", [context.failure_event.message or "no message"])
+
+
+@dg.sensor(default_status=_status(), minimum_interval_seconds=3_600)
+def stale_challenger(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowResource, notifier: NotifierResource):
+    """A challenger that has waited longer than RECSYS_CHALLENGER_STALE_HOURS without promotion:
+    one notification per challenger."""
+    registry = RegistryFile.load(mlflow_tracking.registry_path)
+    waiting = registry.waiting_challenger()
+    if waiting is None:
+        return dg.SkipReason("no challenger waiting")
+    version, since = waiting
+    hours = (time.time() - since) / 3_600
+    if hours < settings.challenger_stale_hours() or context.cursor == version:
+        return dg.SkipReason(f"challenger {version} waiting {hours:.1f} h")
+    context.update_cursor(version)
+    notifier.send(f"Challenger {version} has waited {hours:.0f} hours", [
+        "it was registered but never promoted: check its gate results or promote/reject it"])
+    return dg.SkipReason(f"notified: {version} waiting {hours:.1f} h")

@@ -1,0 +1,171 @@
+"""Monitoring: drift against the champion's training data, online metrics from the exposure log,
+reconciliation with the business's own counts, and the off-policy check in the promotion gate."""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from recsys_assets import settings
+from recsys_assets.defs.resources import StorageResource
+from recsys_assets.defs.tracking import MlflowResource
+from recsys_core.drift import drift_report as compare_windows
+from recsys_core.drift import split_windows, write_findings
+from recsys_core.off_policy import snips
+from recsys_core.online_eval import (
+    ctr_change_points,
+    logged_for_estimate,
+    metrics_table,
+    read_log,
+    reconcile,
+    service_counts,
+)
+from recsys_core.online_eval import (
+    exposure_metrics as online_metrics,
+)
+from recsys_serving.bundle import BundleError, load_bundle, trained_until
+
+MONITORING = "monitoring"
+WINDOWS = {"last_hour": 3_600.0, "last_day": 86_400.0, "all": None}
+
+
+def _champion_cut(mlflow_tracking: MlflowResource) -> tuple[str | None, int | None]:
+    """The champion's version and the time of the last interaction it was trained on."""
+    registry = mlflow_tracking.registry(with_mlflow=False)
+    version = registry.file.champion
+    if version is None:
+        return None, None
+    try:
+        return version, trained_until(registry.file.version(version)["path"])
+    except (BundleError, OSError, KeyError):
+        return version, None
+
+
+@dg.asset(group_name=MONITORING, kinds={"json"}, automation_condition=dg.AutomationCondition.eager())
+def drift_report(context: dg.AssetExecutionContext, storage: StorageResource, mlflow_tracking: MlflowResource,
+                 raw_interactions: pd.DataFrame, raw_items: pd.DataFrame) -> dict:
+    """Interactions since the champion's training data ended against that training data (or the
+    last RECSYS_DRIFT_WINDOW_DAYS against the rest when there is no champion): PSI of item
+    popularity and categories, KS of numeric features, unseen item and user shares, shift of the
+    consumed-embedding centroid. Drifted signals are written to data/drift_reports/."""
+    champion, cut = _champion_cut(mlflow_tracking)
+    reference, current = split_windows(raw_interactions, cut, int(settings.drift_window_days() * 86_400))
+    embeddings_path = storage.path("features", "item_embeddings.parquet")
+    embeddings = pd.read_parquet(embeddings_path).drop(columns="digest") if embeddings_path.exists() else None
+    report = compare_windows(reference, current, raw_items, embeddings, settings.drift_thresholds())
+    written = write_findings(report, storage.path("drift_reports", "_").parent, "interactions")
+    table = report.table()
+    context.add_output_metadata({
+        "drift_confirmed": report.confirmed, "reason": report.reason, "champion": champion or "none",
+        "reference_rows": report.reference_rows, "current_rows": report.current_rows,
+        "drifted_signals": len(report.drifted()), "findings_written": [str(p) for p in written],
+        "signals": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else report.reason),
+    })
+    return {"confirmed": report.confirmed, "reason": report.reason, "champion": champion,
+            "drifted": [f.signal for f in report.drifted()], "written": [str(p) for p in written]}
+
+
+@dg.asset_check(asset=drift_report, description="No confirmed drift since the champion was trained (a warning).")
+def no_confirmed_drift(drift_report: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=not drift_report["confirmed"], severity=dg.AssetCheckSeverity.WARN,
+                               description=drift_report["reason"], metadata={"drifted": ", ".join(drift_report["drifted"])})
+
+
+@dg.asset(group_name=MONITORING, kinds={"json"})
+def exposure_metrics(context: dg.AssetExecutionContext, storage: StorageResource, raw_items: pd.DataFrame) -> dict:
+    """Impressions, CTR, conversion, coverage and click rate by position per model version,
+    endpoint and arm over the last hour, day and all of the exposure log; shadow agreement per
+    version; ADWIN change points of the click stream (each written to data/drift_reports/)."""
+    log = read_log(storage.exposure_log_path())
+    now = float(log.lists["time"].max()) if len(log.lists) else time.time()
+    metrics = online_metrics(log, len(raw_items), now, WINDOWS)
+    changes = ctr_change_points(log)
+    metrics["ctr_change_points"] = changes
+    reports = storage.path("drift_reports", "_").parent
+    for change in changes:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(change["time"]))
+        (reports / f"{stamp}-online-ctr_adwin.json").write_text(json.dumps({
+            "source": "exposure_log", "signal": "ctr_adwin", "statistic": change["window_mean_after"],
+            "threshold": "ADWIN delta 0.002", "window": {"before_mean": change["before"], "width": change["window"]},
+            "time": change["time"]}, indent=2))
+    path = storage.path("evaluation", "exposure_metrics.json")
+    path.write_text(json.dumps(metrics, indent=2))
+    table = metrics_table(metrics["windows"]["all"])
+    context.add_output_metadata({
+        "lists": metrics["lists"], "bad_lines": metrics["bad_lines"], "path": dg.MetadataValue.path(str(path)),
+        "versions": sorted({g["model_version"] for g in metrics["windows"]["all"]}),
+        "ctr_change_points": len(changes),
+        "by_version": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "no exposures logged yet"),
+        "shadow": dg.MetadataValue.json(metrics["shadow"]),
+    })
+    return metrics
+
+
+@dg.asset(group_name=MONITORING, kinds={"json"})
+def metrics_reconciliation(context: dg.AssetExecutionContext, storage: StorageResource) -> list:
+    """Exposures, clicks and conversions counted by the service (its exposure log) against the
+    business events source (RECSYS_BUSINESS_EVENTS, column ``kind``); differences over 2% flagged."""
+    ours = service_counts(read_log(storage.exposure_log_path()))
+    source = settings.business_events()
+    if not source:
+        context.add_output_metadata({"status": "skipped: RECSYS_BUSINESS_EVENTS is not set", **ours})
+        return []
+    path = Path(source)
+    events = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if "kind" not in events:
+        raise ValueError(f"{path}: the business events need a 'kind' column (exposure, click, conversion)")
+    rows = reconcile(ours, events["kind"].value_counts().to_dict())
+    storage.path("evaluation", "metrics_reconciliation.json").write_text(json.dumps(rows, indent=2))
+    context.add_output_metadata({"flagged": sum(r["flagged"] for r in rows),
+                                 "table": dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False))})
+    return rows
+
+
+@dg.asset_check(asset=metrics_reconciliation, description="Service and business counts agree within 2%.")
+def counts_agree(metrics_reconciliation: list) -> dg.AssetCheckResult:
+    flagged = [r["kind"] for r in metrics_reconciliation if r["flagged"]]
+    return dg.AssetCheckResult(passed=not flagged, severity=dg.AssetCheckSeverity.WARN,
+                               description=f"differences in {', '.join(flagged)}" if flagged else "counts agree")
+
+
+def off_policy_result(bundle_path: str, log_path: Path, min_requests: int, depth: int = 10) -> tuple[bool, str, dict]:
+    """(significantly worse?, reason, numbers): the challenger's clicks per list estimated from the
+    lists the current models served, against what those lists got."""
+    log = read_log(log_path)
+    lists = log.lists[log.lists["fallback"].isna()]
+    if len(lists) < min_requests:
+        return False, f"skipped: {len(lists)} logged lists, fewer than {min_requests}", {"lists": len(lists)}
+    model = load_bundle(bundle_path)
+    users = [None if pd.isna(u) else str(u) for u in lists["user_id"]]
+    anchors = [None if pd.isna(i) else str(i) for i in lists["item_id"]]
+    recommended = model.recommend_many(users, anchors, depth)
+    target = pd.DataFrame({
+        "request_id": np.repeat(lists["request_id"].to_numpy(), [len(r.items) for r in recommended]),
+        "item_id": [str(i) for r in recommended for i in r.items],
+        "position": [p for r in recommended for p in range(1, len(r.items) + 1)],
+    })
+    logged = logged_for_estimate(log)
+    estimate = snips(logged[logged["request_id"].isin(lists["request_id"])], target, depth=depth)
+    numbers = {"estimated_clicks_per_list": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
+               "logged_clicks_per_list": estimate.logged_value, "difference_low": estimate.difference_ci[0],
+               "difference_high": estimate.difference_ci[1], "overlap": estimate.overlap, "lists": estimate.requests}
+    reason = (f"estimated {estimate.value:.4f} clicks per list (95% CI {estimate.ci_low:.4f}-{estimate.ci_high:.4f}) "
+              f"vs {estimate.logged_value:.4f} served; overlap {estimate.overlap:.2f}")
+    return estimate.significantly_worse(), reason, numbers
+
+
+@dg.asset_check(asset=dg.AssetKey("challenger"), blocking=True,
+                description="Off-policy (SNIPS, position-based) clicks of the challenger on the logged requests "
+                            "are not significantly below what was served (RECSYS_OFF_POLICY_CHECK).")
+def off_policy_clicks(challenger: dict, storage: StorageResource) -> dg.AssetCheckResult:
+    mode = settings.off_policy_check()
+    severity = dg.AssetCheckSeverity.ERROR if mode == "block" else dg.AssetCheckSeverity.WARN
+    if mode == "off":
+        return dg.AssetCheckResult(passed=True, description="disabled (RECSYS_OFF_POLICY_CHECK=off)")
+    worse, reason, numbers = off_policy_result(challenger["path"], storage.exposure_log_path(),
+                                               settings.off_policy_min_requests())
+    return dg.AssetCheckResult(passed=not worse, severity=severity, description=reason,
+                               metadata={"reason": reason, **numbers})
