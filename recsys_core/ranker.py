@@ -72,6 +72,14 @@ def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.nd
     return data.candidates.features[keep][order], data.labels[keep][order], groups[groups > 0]
 
 
+def ranking_auc(booster, data: TrainingSet) -> float:
+    """AUC of a booster's scores on the candidates of users with at least one positive: how a
+    model trained elsewhere (the champion) ranks this training set's labels."""
+    positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
+    rows = positives[data.candidates.rows] > 0
+    return float(roc_auc_score(data.labels[rows], booster.predict(data.candidates.features[rows])))
+
+
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                  folds: int = 3, max_rounds: int = 1000, patience: int = 100) -> tuple[lgb.Booster, dict]:
     """Lambdarank on users with at least one positive candidate.

@@ -13,10 +13,11 @@ SYNTHETIC = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400
              "seed": 7}
 
 
-def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str = "", **source) -> dict:
+def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str = "", data_dir: Path | None = None,
+              **source) -> dict:
     return {
         "feature_store": FeatureStoreResource(redis_url=feature_redis_url),
-        "storage": StorageResource(data_dir=str(tmp / "data"), models_dir=str(tmp / "models")),
+        "storage": StorageResource(data_dir=str(data_dir or tmp / "data"), models_dir=str(tmp / "models")),
         "source": DataSourceResource(**{**SYNTHETIC, **source}),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
         "mlflow_tracking": MlflowResource(tracking_uri=tracking_uri or f"sqlite:///{tmp / 'models' / 'mlflow.db'}",
@@ -30,10 +31,10 @@ def graph() -> list:
 
 
 def materialize(tmp: Path, instance=None, selection=None, tracking_uri: str | None = None, feature_redis_url: str = "",
-                **source):
+                data_dir: Path | None = None, tags: dict | None = None, run_config: dict | None = None, **source):
     (tmp / "models").mkdir(parents=True, exist_ok=True)
-    return dg.materialize(graph(), resources=resources(tmp, tracking_uri, feature_redis_url, **source), instance=instance,
-                          selection=selection, raise_on_error=False)
+    return dg.materialize(graph(), resources=resources(tmp, tracking_uri, feature_redis_url, data_dir, **source),
+                          instance=instance, selection=selection, raise_on_error=False, tags=tags, run_config=run_config)
 
 
 def metadata(result, key: str) -> dict:

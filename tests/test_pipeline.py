@@ -15,7 +15,7 @@ from tests.pipeline_helpers import materialize, metadata
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
           "collaborative_index", "covisitation_index", "item_embeddings", "content_index", "popular_items",
           "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary", "data_quality_report",
-          "challenger", "champion", "online_user_features"]
+          "challenger", "champion", "online_user_features", "drift_report", "exposure_metrics", "metrics_reconciliation"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_bundle_manifest_checksums(run):
     summary = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
     bundle = Path(summary["bundle"])
     manifest = verify_bundle(bundle)
-    assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt"}
+    assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
+                                      "similar.npz"}
     with (bundle / "ranker.txt").open("a") as handle:
         handle.write("\n")
     with pytest.raises(BundleError, match="checksum mismatch for ranker.txt"):

@@ -41,39 +41,54 @@ keep_monitoring_current = dg.AutomationConditionSensorDefinition(
 )
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=jobs.train_and_evaluate, default_status=_status(),
-                 minimum_interval_seconds=60)
-def drift_retraining(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, notifier: NotifierResource):
-    """Confirmed drift requests the retraining job, at most once per RECSYS_DRIFT_COOLDOWN_HOURS,
-    with the drifted signals in the run tags."""
-    metadata = asset_event.asset_materialization.metadata
-    if not metadata.get("drift_confirmed") or not metadata["drift_confirmed"].value:
-        return dg.SkipReason("no confirmed drift in the latest drift report")
-    reason = metadata["reason"].value
-    state = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
-    last = float(state.get("last_trigger", 0.0))
-    now = time.time()
+@dg.sensor(job=jobs.train_and_evaluate, default_status=_status(), minimum_interval_seconds=60)
+def drift_retraining(context: dg.SensorEvaluationContext, notifier: NotifierResource):
+    """A new drift report that confirms drift requests the retraining job, at most once per
+    RECSYS_DRIFT_COOLDOWN_HOURS, with the drifted signals in the run tags. The cursor keeps the
+    last report seen and the time of the last retraining it started."""
+    state = json.loads(context.cursor) if context.cursor else {}
+    records = context.instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1).records
+    if not records:
+        return dg.SkipReason("no drift report yet")
+    record = records[0]
+    if record.storage_id <= state.get("report", -1):
+        return dg.SkipReason("no new drift report")
+    state["report"] = record.storage_id
+    metadata = record.asset_materialization.metadata
+    reason = metadata["reason"].value if "reason" in metadata else ""
+    if not (metadata.get("drift_confirmed") and metadata["drift_confirmed"].value):
+        context.update_cursor(json.dumps(state))
+        return dg.SkipReason(f"no confirmed drift: {reason}")
+    now, last = time.time(), float(state.get("last_trigger", 0.0))
     cooldown = settings.drift_cooldown_hours() * 3_600
     if now - last < cooldown:
-        return dg.SkipReason(f"drift confirmed ({reason}) but within the cool-down: next retraining allowed after "
+        context.update_cursor(json.dumps(state))
+        return dg.SkipReason(f"drift confirmed ({reason}) within the cool-down; next retraining allowed after "
                              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(last + cooldown))}")
-    context.update_cursor(json.dumps({"last_trigger": now, "event": asset_event.storage_id}))
+    state["last_trigger"] = now
+    context.update_cursor(json.dumps(state))
     notifier.send("Drift confirmed: retraining", [reason])
-    return dg.RunRequest(run_key=f"drift-{asset_event.storage_id}",
+    return dg.RunRequest(run_key=f"drift-{record.storage_id}",
                          tags={"recsys/trigger": "drift", "recsys/drift_reason": reason[:250]})
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("champion"), default_status=_status(), minimum_interval_seconds=30)
-def reload_service_on_promotion(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry,
-                                service_admin: ServiceAdminResource, notifier: NotifierResource):
-    """A new champion: tell the service to load it (RECSYS_SERVICE_URL) and notify."""
-    metadata = asset_event.asset_materialization.metadata
+@dg.sensor(default_status=_status(), minimum_interval_seconds=30)
+def reload_service_on_promotion(context: dg.SensorEvaluationContext, service_admin: ServiceAdminResource,
+                                notifier: NotifierResource):
+    """A new champion materialization: tell the service to load it (RECSYS_SERVICE_URL) and notify.
+    The cursor is the last champion event handled, so each promotion is acted on once."""
+    records = context.instance.fetch_materializations(dg.AssetKey("champion"), limit=1).records
+    if not records or (context.cursor and records[0].storage_id <= int(context.cursor)):
+        return dg.SkipReason("no new champion")
+    record = records[0]
+    context.update_cursor(str(record.storage_id))
+    metadata = record.asset_materialization.metadata
     version = metadata["version"].value
     lines = [f"previous: {metadata['previous'].value}", f"ndcg@10: {metadata['ndcg@10'].value:.4f}"]
     try:
         state = service_admin.reload(version)
         lines.append(f"service reloaded: {state.get('primary', 'no service configured')}")
-    except Exception as error:  # noqa: BLE001 - reported, and the next tick does not retry a stale version
+    except Exception as error:  # noqa: BLE001 - reported; a later promotion is handled as usual
         lines.append(f"service reload failed: {error}")
         context.log.warning(f"reload of {version} failed: {error}")
     notifier.send(f"Promoted {version} to champion", lines)

@@ -82,9 +82,14 @@ def ranking_model(context: dg.AssetExecutionContext, recall_candidates: Training
     return {"model": booster.model_to_string(), "info": info}
 
 
+class BundleConfig(dg.Config):
+    per_route: int = 100  # candidates each recall route proposes per request when serving
+
+
 @dg.asset(group_name="ranking", kinds={"filesystem"})
 def model_bundle(
     context: dg.AssetExecutionContext,
+    config: BundleConfig,
     storage: StorageResource,
     interactions_split: dict[str, Split],
     raw_items: pd.DataFrame,
@@ -101,13 +106,13 @@ def model_bundle(
     booster = lgb.Booster(model_str=ranking_model["model"])
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
-    recommender = Recommender(components=components, ranker=booster, version=version)
+    recommender = Recommender(components=components, ranker=booster, version=version, per_route=config.per_route)
     precompute_started = time.perf_counter()
     precomputed = recommender.precompute_similar(settings.similar_precompute_items())
     precompute_seconds = time.perf_counter() - precompute_started
     manifest = save_bundle(components, booster, target, {
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
-        "per_route": 100, "code_version": _code_version(), "similar_precomputed": precomputed,
+        "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
     }, similar=recommender.similar_table)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({

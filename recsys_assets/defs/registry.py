@@ -10,6 +10,7 @@ from recsys_assets.defs.resources import StorageResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_core import gate
 from recsys_core.evaluation import evaluate
+from recsys_core.ranker import TrainingSet, ranking_auc
 from recsys_core.split import SERVING, Split
 from recsys_serving.bundle import BundleError, load_bundle
 
@@ -82,9 +83,11 @@ def _check_result(mlflow_tracking: MlflowResource, challenger: dict, check: str,
                                metadata={"reason": result.reason, **{k: v for k, v in result.numbers.items() if v is not None}})
 
 
-@dg.asset_check(asset=challenger, blocking=True, additional_ins={"interactions_split": dg.AssetIn()},
-                description="Beats the champion on the same split: ndcg gain, recall tolerance, AUC within 5%.")
-def beats_champion(challenger: dict, interactions_split: dict[str, Split],
+@dg.asset_check(asset=challenger, blocking=True,
+                additional_ins={"interactions_split": dg.AssetIn(), "recall_candidates": dg.AssetIn()},
+                description="Beats the champion on the same split and the same ranker labels: ndcg gain, recall "
+                            "tolerance, AUC within 5%.")
+def beats_champion(challenger: dict, interactions_split: dict[str, Split], recall_candidates: TrainingSet,
                    mlflow_tracking: MlflowResource) -> dg.AssetCheckResult:
     registry = mlflow_tracking.registry(with_mlflow=False)
     champion_version = registry.file.champion
@@ -92,8 +95,9 @@ def beats_champion(challenger: dict, interactions_split: dict[str, Split],
     if champion_version and champion_version != challenger["version"]:
         entry = registry.file.version(champion_version)
         try:
-            summary = evaluate(load_bundle(entry["path"]), interactions_split[SERVING], with_baselines=False)
-            champion = {**_metrics(summary), "auc": entry.get("metrics", {}).get("auc")}
+            model = load_bundle(entry["path"])
+            summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
+            champion = {**_metrics(summary), "auc": ranking_auc(model.ranker, recall_candidates)}
         except (BundleError, OSError) as error:
             champion = None
             result = gate.GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
