@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import httpx
@@ -23,34 +22,11 @@ from recsys_core.registry import RegistryFile
 from recsys_serving.service.app import create_app
 from recsys_serving.settings import ServiceSettings
 from tests.pipeline_helpers import checks, materialised, materialize, metadata
+from tests.webhook_server import Webhook
 
 TOKEN = "loop-token"
 TRAIN = dg.AssetSelection.all() - dg.AssetSelection.groups("monitoring")
 MONITOR = dg.AssetSelection.groups("raw", "monitoring")
-
-
-class Webhook:
-    """A real HTTP server that records what the pipeline posts."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def texts(self) -> list[str]:
-        return [r["text"] for r in self.received]
 
 
 class RunningService:

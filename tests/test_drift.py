@@ -1,8 +1,6 @@
 """Drift signals, the online metrics from an exposure log, ADWIN, reconciliation, webhooks."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pandas as pd
@@ -11,6 +9,7 @@ import pytest
 from recsys_core import notify, synthetic
 from recsys_core.drift import DriftThresholds, drift_report, psi, split_windows, write_findings
 from recsys_core.online_eval import ctr_change_points, exposure_metrics, read_log, reconcile, service_counts
+from tests.webhook_server import Webhook
 
 
 @pytest.fixture(scope="module")
@@ -120,26 +119,13 @@ def test_reconciliation_flags_differences_beyond_tolerance():
 
 
 def test_webhook_posts_slack_and_wecom_json_to_a_real_server():
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
+    hook = Webhook()
     try:
-        assert notify.send(url, "Promoted v2", ["ndcg@10 0.31"], "slack")
-        assert notify.send(url, "Drift", ["psi 0.4"], "wecom")
+        assert notify.send(hook.url, "Promoted v2", ["ndcg@10 0.31"], "slack")
+        assert notify.send(hook.url, "Drift", ["psi 0.4"], "wecom")
     finally:
-        server.shutdown()
-    assert received[0] == {"text": "*Promoted v2*\n• ndcg@10 0.31"}
-    assert received[1]["msgtype"] == "markdown" and "psi 0.4" in received[1]["markdown"]["content"]
+        hook.close()
+    assert hook.received[0] == {"text": "*Promoted v2*\n• ndcg@10 0.31"}
+    assert hook.received[1]["msgtype"] == "markdown" and "psi 0.4" in hook.received[1]["markdown"]["content"]
     assert not notify.send("", "nothing", [])  # off unless configured
-    assert not notify.send(url, "server gone", [])  # a failing webhook is logged, never raised
+    assert not notify.send(hook.url, "server gone", [])  # a failing webhook is logged, never raised

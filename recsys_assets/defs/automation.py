@@ -36,8 +36,10 @@ hourly_monitoring = dg.ScheduleDefinition(
 )
 
 keep_monitoring_current = dg.AutomationConditionSensorDefinition(
-    "keep_monitoring_current", target=jobs.MONITORING, default_status=_status(),
-    description="Re-checks drift whenever new raw interactions arrive (eager automation condition).",
+    "keep_monitoring_current", target=jobs.MONITORING | dg.AssetSelection.groups("features", "quality"),
+    default_status=_status(),
+    description="When raw data arrive: the feature views, the online feature store, the quality report and "
+                "the drift report follow (eager automation conditions). Models follow drift or the schedule.",
 )
 
 

@@ -8,7 +8,7 @@ from recsys_core.feature_views import item_feature_view, user_feature_view
 from recsys_core.split import SERVING, VALIDATION, Split, protocol_folds
 
 
-@dg.asset(group_name="features", kinds={"pandas"})
+@dg.asset(group_name="features", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())
 def interactions_split(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame,
                        raw_items: pd.DataFrame) -> dict[str, Split]:
     """``serving``: the protocol's per-user temporal holdout (shared/EVALUATION.md).
@@ -28,7 +28,7 @@ def interactions_split(context: dg.AssetExecutionContext, raw_interactions: pd.D
     return folds
 
 
-@dg.asset(group_name="features", kinds={"pandas"})
+@dg.asset(group_name="features", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())
 def item_features(context: dg.AssetExecutionContext, raw_items: pd.DataFrame,
                   interactions_split: dict[str, Split]) -> pd.DataFrame:
     """Per item, from the serving train part: counts, mean value, first/last seen, categories."""
@@ -39,7 +39,7 @@ def item_features(context: dg.AssetExecutionContext, raw_items: pd.DataFrame,
     return view
 
 
-@dg.asset(group_name="features", kinds={"pandas"})
+@dg.asset(group_name="features", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())
 def user_features(context: dg.AssetExecutionContext, raw_items: pd.DataFrame,
                   interactions_split: dict[str, Split]) -> pd.DataFrame:
     """Per user, from the serving train part: activity, recency, last items, top categories."""

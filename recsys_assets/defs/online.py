@@ -18,7 +18,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         return redis.Redis.from_url(self.redis_url)
 
 
-@dg.asset(group_name="features", kinds={"redis"})
+@dg.asset(group_name="features", kinds={"redis"}, automation_condition=dg.AutomationCondition.eager())
 def online_user_features(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource,
                          user_features: pd.DataFrame) -> dg.MaterializeResult:
     """Writes ``user_features`` as one Redis hash per user, read by the service at request time."""

@@ -21,7 +21,7 @@ def _previous_rows(storage: StorageResource) -> dict:
     return json.loads(path.read_text()).get("rows", {})
 
 
-@dg.asset(group_name="quality", kinds={"greatexpectations"})
+@dg.asset(group_name="quality", kinds={"greatexpectations"}, automation_condition=dg.AutomationCondition.eager())
 def data_quality_report(context: dg.AssetExecutionContext, storage: StorageResource, raw_items: pd.DataFrame,
                         raw_interactions: pd.DataFrame, item_features: pd.DataFrame,
                         user_features: pd.DataFrame) -> dict:
