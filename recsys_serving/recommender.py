@@ -11,6 +11,8 @@ from recsys_serving.components import Components
 
 BATCH_CELLS = 20_000_000
 SIMILAR_DEPTH = 100
+# route names of every route bitmask, so a stored list's routes are a lookup
+ROUTE_NAMES = [[name for r, name in enumerate(ROUTES) if bits & (1 << r)] for bits in range(1 << len(ROUTES))]
 
 
 @dataclass
@@ -87,15 +89,17 @@ class Recommender:
             return None
         row = table.row_of[anchor]
         items = table.items[row, : table.lengths[row]]
-        positions = np.arange(len(items)) if allowed is None else np.flatnonzero(allowed[items])
-        if len(positions) < k and table.lengths[row] == table.items.shape[1]:
-            return None  # the live ranking may hold more items that pass the filter
-        positions = positions[:k]
-        bits = table.routes[row, positions]
+        if allowed is None:
+            positions = slice(0, min(k, len(items)))
+        else:
+            positions = np.flatnonzero(allowed[items])
+            if len(positions) < k and table.lengths[row] == table.items.shape[1]:
+                return None  # the live ranking may hold more items that pass the filter
+            positions = positions[:k]
         return Recommendation(
             items=self.components.items[items[positions]].tolist(),
-            scores=table.scores[row, positions].astype(np.float64).tolist(),
-            routes=[[name for r, name in enumerate(ROUTES) if b & (1 << r)] for b in bits.tolist()],
+            scores=table.scores[row, positions].tolist(),
+            routes=[ROUTE_NAMES[b] for b in table.routes[row, positions].tolist()],
         )
 
     @property
