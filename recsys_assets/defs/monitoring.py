@@ -131,11 +131,12 @@ def counts_agree(metrics_reconciliation: list) -> dg.AssetCheckResult:
                                description=f"differences in {', '.join(flagged)}" if flagged else "counts agree")
 
 
-def off_policy_result(bundle_path: str, log_path: Path, min_requests: int, depth: int = 10) -> tuple[bool, str, dict]:
+def off_policy_result(bundle_path: str, log_path: Path, min_requests: int, depth: int = 10,
+                      max_requests: int = 20_000) -> tuple[bool, str, dict]:
     """(significantly worse?, reason, numbers): the challenger's clicks per list estimated from the
-    lists the current models served, against what those lists got."""
+    most recent ``max_requests`` lists the current models served, against what those lists got."""
     log = read_log(log_path)
-    lists = log.lists[log.lists["fallback"].isna()]
+    lists = log.lists[log.lists["fallback"].isna()].sort_values("time").tail(max_requests)
     if len(lists) < min_requests:
         return False, f"skipped: {len(lists)} logged lists, fewer than {min_requests}", {"lists": len(lists)}
     model = load_bundle(bundle_path)
