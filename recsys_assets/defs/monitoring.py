@@ -29,7 +29,13 @@ from recsys_core.online_eval import (
 from recsys_serving.bundle import BundleError, load_bundle, trained_until
 
 MONITORING = "monitoring"
-WINDOWS = {"last_hour": 3_600.0, "last_day": 86_400.0, "all": None}
+
+
+class ExposureWindows(dg.Config):
+    """Windows (name: seconds before the newest exposure) the online metrics are computed over,
+    besides the whole log."""
+
+    windows_seconds: dict[str, int] = {"last_hour": 3_600, "last_day": 86_400}
 
 
 def _champion_cut(mlflow_tracking: MlflowResource) -> tuple[str | None, int | None]:
@@ -75,13 +81,16 @@ def no_confirmed_drift(drift_report: dict) -> dg.AssetCheckResult:
 
 
 @dg.asset(group_name=MONITORING, kinds={"json"})
-def exposure_metrics(context: dg.AssetExecutionContext, storage: StorageResource, raw_items: pd.DataFrame) -> dict:
+def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows, storage: StorageResource,
+                     raw_items: pd.DataFrame) -> dict:
     """Impressions, CTR, conversion, coverage and click rate by position per model version,
-    endpoint and arm over the last hour, day and all of the exposure log; shadow agreement per
-    version; ADWIN change points of the click stream (each written to data/drift_reports/)."""
+    endpoint and arm over the configured windows (default last hour and day) and all of the
+    exposure log; shadow agreement per version; ADWIN change points of the click stream (each
+    written to data/drift_reports/)."""
     log = read_log(storage.exposure_log_path())
     now = float(log.lists["time"].max()) if len(log.lists) else time.time()
-    metrics = online_metrics(log, len(raw_items), now, WINDOWS)
+    windows = {**{name: float(seconds) for name, seconds in config.windows_seconds.items()}, "all": None}
+    metrics = online_metrics(log, len(raw_items), now, windows)
     changes = ctr_change_points(log)
     metrics["ctr_change_points"] = changes
     reports = storage.path("drift_reports", "_").parent
