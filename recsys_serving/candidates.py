@@ -121,52 +121,100 @@ def _row_normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-def generate(components: Components, requests: Requests, per_route: int = 100) -> Candidates:
-    """Candidates of every route for every request, with the ranker's feature matrix."""
+@dataclass
+class HistoryState:
+    """What a batch's candidates need from the histories alone (no anchor, no exclusions): the
+    collaborative and co-visitation scores over the catalog, the content profile and its
+    neighbours, and the category profile. Deterministic for a given history, so a service can
+    keep it per user."""
+
+    collaborative: np.ndarray
+    covisitation: np.ndarray
+    profile: np.ndarray
+    content: np.ndarray
+    user_categories: np.ndarray
+    failed_routes: tuple = ()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.collaborative, self.covisitation, self.profile, self.content,
+                                      self.user_categories))
+
+
+def _isolated(failed: list, route: str, compute):
+    """A route that raises is cut off for this batch (its scores are zero), not the request."""
+    try:
+        return compute()
+    except Exception:  # noqa: BLE001 - any route failure degrades to the other routes
+        failed.append(route)
+        return None
+
+
+def history_state(components: Components, histories: list[np.ndarray], per_route: int = 100) -> HistoryState:
+    n_items = len(components.items)
+    batch = len(histories)
+    history = _History.of(histories)
+    ones = np.ones(len(history.items), dtype=np.float32)
+    failed: list[str] = []
+    empty = np.zeros((batch, n_items), dtype=np.float32)
+    collaborative = _isolated(failed, "collaborative", lambda: _gather_rows(
+        components.ease, history.rows, history.items, ones, batch))
+    covisitation = _isolated(failed, "covisitation", lambda: _gather_rows(
+        components.covisitation, history.rows, history.items, history.recency, batch))
+    embeddings = components.embeddings
+    profile = _row_normalise(history.row_sums(embeddings[history.items] * history.recency[:, None]))
+    content = _isolated(failed, "content", lambda: components.content_index.search(profile, per_route))
+    lengths = np.array([len(h) for h in histories], dtype=np.float32)
+    categories = components.category_matrix
+    user_categories = history.row_sums(categories[history.items]) / np.maximum(lengths, 1.0)[:, None]
+    return HistoryState(
+        collaborative=empty if collaborative is None else collaborative,
+        covisitation=empty if covisitation is None else covisitation,
+        profile=profile,
+        content=_scatter(*content, batch, n_items) if content is not None else empty,
+        user_categories=user_categories,
+        failed_routes=tuple(failed),
+    )
+
+
+def generate(components: Components, requests: Requests, per_route: int = 100,
+             state: HistoryState | None = None) -> Candidates:
+    """Candidates of every route for every request, with the ranker's feature matrix. ``state``:
+    the requests' ``history_state``, when the caller already has it."""
     n_items = len(components.items)
     batch = len(requests.histories)
-    history = _History.of(requests.histories)
+    lengths = np.array([len(h) for h in requests.histories], dtype=np.int64)
+    history_rows = np.repeat(np.arange(batch), lengths)
+    history_items = np.concatenate(requests.histories).astype(np.int64) if batch else np.empty(0, np.int64)
     anchors = requests.anchors
     has_anchor = anchors >= 0
     anchor_rows = np.flatnonzero(has_anchor)
-    ones = np.ones(len(history.items), dtype=np.float32)
-
-    failed: list[str] = []
+    state = state if state is not None else history_state(components, requests.histories, per_route)
+    failed = list(state.failed_routes)
     empty = np.zeros((batch, n_items), dtype=np.float32)
-
-    def isolated(route: str, compute):
-        """A route that raises is cut off for this batch (its scores are zero), not the request."""
-        try:
-            return compute()
-        except Exception:  # noqa: BLE001 - any route failure degrades to the other routes
-            failed.append(route)
-            return None
-
     anchor_weights = np.ones(len(anchor_rows), dtype=np.float32)
-    collab = isolated("collaborative", lambda: (
-        _gather_rows(components.ease, history.rows, history.items, ones, batch),
-        _gather_rows(components.ease, anchor_rows, anchors[anchor_rows], anchor_weights, batch)))
-    collaborative, anchor_collab = collab if collab is not None else (empty, empty)
-    covis = isolated("covisitation", lambda: (
-        _gather_rows(components.covisitation, history.rows, history.items, history.recency, batch),
-        _gather_rows(components.covisitation, anchor_rows, anchors[anchor_rows], anchor_weights, batch)))
-    covisitation, anchor_covis = covis if covis is not None else (empty, empty)
+    anchor_collab = _isolated(failed, "collaborative", lambda: _gather_rows(
+        components.ease, anchor_rows, anchors[anchor_rows], anchor_weights, batch))
+    anchor_covis = _isolated(failed, "covisitation", lambda: _gather_rows(
+        components.covisitation, anchor_rows, anchors[anchor_rows], anchor_weights, batch))
+    anchor_collab = empty if anchor_collab is None or "collaborative" in state.failed_routes else anchor_collab
+    anchor_covis = empty if anchor_covis is None or "covisitation" in state.failed_routes else anchor_covis
+    failed = sorted(set(failed), key=failed.index)
+    collaborative, covisitation, profile = state.collaborative, state.covisitation, state.profile
+    content_dense = state.content
     embeddings = components.embeddings
-    profile = _row_normalise(history.row_sums(embeddings[history.items] * history.recency[:, None]))
-    content = isolated("content", lambda: components.content_index.search(profile, per_route))
-    content_dense = _scatter(*content, batch, n_items) if content is not None else empty
     safe_anchor = np.where(has_anchor, anchors, 0)
 
     unavailable = np.zeros((batch, n_items), dtype=bool)
-    hide = np.ones(len(history.rows), dtype=bool) if requests.keep_seen is None else ~requests.keep_seen[history.rows]
-    unavailable[history.rows[hide], history.items[hide]] = True
+    hide = np.ones(len(history_rows), dtype=bool) if requests.keep_seen is None else ~requests.keep_seen[history_rows]
+    unavailable[history_rows[hide], history_items[hide]] = True
     for row, items in enumerate(requests.exclude):
         unavailable[row, items] = True
     trending = np.zeros((batch, n_items), dtype=np.float32)
     trending_lists = components.timeline.trending_at(requests.as_of)
     list_rows, list_pos = np.nonzero(trending_lists >= 0)
     trending[list_rows, trending_lists[list_rows, list_pos]] = trending_lists.shape[1] - list_pos
-    popular = np.broadcast_to(np.log1p(components.timeline.counts), (batch, n_items))
+    popular = np.broadcast_to(components.log_counts, (batch, n_items))
     proposals = [
         (collaborative, per_route),
         (covisitation + anchor_covis, per_route),
@@ -183,13 +231,11 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
 
     as_of = requests.as_of[rows]
     timeline = components.timeline
-    lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
+    lengths = lengths.astype(np.float32)
     collab_max = np.maximum(collaborative.max(axis=1), 1e-9)
     covis_max = np.maximum(covisitation.max(axis=1), 1e-9)
-    categories = components.category_matrix
-    item_categories = categories[cols]
-    user_categories = history.row_sums(categories[history.items]) / np.maximum(lengths, 1.0)[:, None]
-    affinity = np.einsum("ij,ij->i", item_categories, user_categories[rows])
+    item_categories = components.category_matrix[cols]
+    affinity = np.einsum("ij,ij->i", item_categories, state.user_categories[rows])
     affinity /= np.maximum(item_categories.sum(axis=1), 1.0)
     anchor_vectors = embeddings[safe_anchor[rows]]
     columns = [
@@ -201,7 +247,7 @@ def generate(components: Components, requests: Requests, per_route: int = 100) -
         anchor_collab[rows, cols],
         anchor_covis[rows, cols],
         np.einsum("ij,ij->i", anchor_vectors, embeddings[cols]) * has_anchor[rows],
-        np.log1p(timeline.counts[cols]),
+        components.log_counts[cols],
         np.log1p(timeline.window_counts(cols, as_of, 7 * DAY)),
         np.log1p(timeline.window_counts(cols, as_of, 30 * DAY)),
         np.log1p(timeline.window_counts(cols, as_of, 365 * DAY)),

@@ -84,6 +84,11 @@ class Components:
         """Dense item x category multi-hot (at most a few hundred categories)."""
         return self.categories.toarray().astype(np.float32)
 
+    @cached_property
+    def log_counts(self) -> np.ndarray:
+        """log1p of each item's interaction count (the popular route and a ranker feature)."""
+        return np.log1p(self.timeline.counts)
+
     @property
     def embeddings(self) -> np.ndarray:
         return self.content_index.vectors

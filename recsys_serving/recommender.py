@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsys_serving.candidates import FEATURES, ROUTE_SCORE, ROUTES, Candidates, Requests, generate, top_per_row
+from recsys_serving.candidates import (
+    FEATURES,
+    ROUTE_SCORE,
+    ROUTES,
+    Candidates,
+    HistoryState,
+    Requests,
+    generate,
+    history_state,
+    top_per_row,
+)
 from recsys_serving.components import Components
 
 BATCH_CELLS = 20_000_000
 SIMILAR_DEPTH = 100
+STATE_CACHE_BYTES = 256 * 2**20  # per-user history states kept for live requests
 # route names of every route bitmask, so a stored list's routes are a lookup
 ROUTE_NAMES = [[name for r, name in enumerate(ROUTES) if bits & (1 << r)] for bits in range(1 << len(ROUTES))]
 
@@ -58,9 +71,13 @@ class Recommender:
     version: str = "unversioned"
     popular: np.ndarray = field(init=False)
     similar_table: SimilarTable | None = field(default=None, init=False)
+    state_cache_bytes: int = STATE_CACHE_BYTES
 
     def __post_init__(self) -> None:
         self.popular = np.argsort(-self.components.timeline.counts, kind="stable")
+        self._states: OrderedDict[int, HistoryState] = OrderedDict()
+        self._state_bytes = 0
+        self._state_lock = threading.Lock()
 
     def precompute_similar(self, max_items: int, depth: int = SIMILAR_DEPTH) -> int:
         """Rank the "similar to X" list of the ``max_items`` most popular items ahead of time,
@@ -116,7 +133,7 @@ class Recommender:
         return idx[idx >= 0].astype(np.int64)
 
     def _requests(self, user_ids: list, anchors: list, recent: list | None = None,
-                  exclude: list | None = None, exclude_seen: bool = True) -> tuple[Requests, list[str | None]]:
+                  exclude: list | None = None, exclude_seen: bool = True) -> tuple[Requests, list[str | None], list]:
         """``recent``: per request, item ids seen since the bundle was trained (appended to the
         history, newest last). ``exclude``: per request, item ids never to return."""
         comp = self.components
@@ -124,7 +141,7 @@ class Recommender:
         exclude = exclude or [None] * len(user_ids)
         user_rows = comp.histories.user_index(np.array(["" if u is None else str(u) for u in user_ids]))
         anchor_idx = comp.item_index(np.array(["" if a is None else str(a) for a in anchors]))
-        histories, as_of, excluded, reasons = [], [], [], []
+        histories, as_of, excluded, reasons, keys = [], [], [], [], []
         for i, (user, row, anchor, anchor_id) in enumerate(zip(user_ids, user_rows, anchor_idx, anchors, strict=True)):
             items, stamps = comp.histories.row(row) if row >= 0 else (np.empty(0, np.int32), np.empty(0, np.int64))
             fresh = self._indices(recent[i])
@@ -139,6 +156,7 @@ class Recommender:
                 reason = "unknown user"
             if len(items) == 0 and anchor >= 0 and has_anchor:
                 items = np.array([anchor], dtype=np.int32)
+            keys.append(int(row) if row >= 0 and not len(fresh) else None)
             histories.append(items)
             as_of.append(self.now if len(fresh) or not len(stamps) else stamps[-1])
             extra = self._indices(exclude[i])
@@ -158,7 +176,29 @@ class Recommender:
             exclude=excluded,
             keep_seen=None if exclude_seen else np.ones(len(histories), dtype=bool),
         )
-        return requests, reasons
+        return requests, reasons, keys
+
+    def _user_state(self, key: int | None, requests: Requests) -> HistoryState | None:
+        """A known user's history state, from the LRU when there (requests without activity
+        newer than the bundle only); a state with a failed route is never kept."""
+        if key is None:
+            return None
+        with self._state_lock:
+            state = self._states.get(key)
+            if state is not None:
+                self._states.move_to_end(key)
+                return state
+        state = history_state(self.components, requests.histories, self.per_route)
+        if state.failed_routes:
+            return state
+        with self._state_lock:
+            if key not in self._states:
+                self._states[key] = state
+                self._state_bytes += state.nbytes
+            while self._state_bytes > self.state_cache_bytes and self._states:
+                _, evicted = self._states.popitem(last=False)
+                self._state_bytes -= evicted.nbytes
+        return state
 
     def category_mask(self, categories: list[str] | None) -> np.ndarray | None:
         """Items carrying any of ``categories`` (None: no filter)."""
@@ -230,8 +270,9 @@ class Recommender:
     def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple, explain: bool,
                          recent: list, exclude: list, allowed: np.ndarray | None,
                          exclude_seen: bool = True) -> dict[str | None, list[Recommendation]]:
-        requests, reasons = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
-        candidates = generate(self.components, requests, self.per_route)
+        requests, reasons, keys = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
+        key = keys[0] if len(user_ids) == 1 and self.state_cache_bytes > 0 else None
+        candidates = generate(self.components, requests, self.per_route, self._user_state(key, requests))
         out = {}
         for variant in variants:
             scores = self.score(candidates, variant)

@@ -150,8 +150,8 @@ def main() -> int:
             wait_ready(port)
             report = {"machine": {"cpus": os.cpu_count(), "connections": CONNECTIONS, "seconds": SECONDS,
                                   "server": "uvicorn, 1 worker", "model": champion}}
+            report["health"] = wrk(port, paths["health"], SECONDS)  # first: nothing else still in flight
             wrk(port, paths["detail"], 3)  # warm-up
-            report["health"] = measured(port, paths["health"], SECONDS)
             report["similar"] = measured(port, paths["similar"], SECONDS)
             report["recommend_detail"] = measured(port, paths["detail"], SECONDS)
             swap = {}

@@ -122,3 +122,34 @@ def test_batched_generation_equals_one_pass(world):
     sliced = generate_batched(comp, requests, per_route=20, batch_cells=len(comp.items) * 5)  # 5 requests a slice
     assert np.array_equal(whole.rows, sliced.rows) and np.array_equal(whole.items, sliced.items)
     assert np.allclose(whole.features, sliced.features)
+
+
+def test_cached_user_states_give_the_same_lists_as_fresh_computation(world):
+    _, _, comp = world
+    cached, fresh = Recommender(comp), Recommender(comp, state_cache_bytes=0)
+    for user, anchor in [("u0", "i3"), ("u1", "i12"), ("u0", None), ("u0", "i5"), ("u2", "i3"), ("u1", None)]:
+        for _ in range(2):  # the second time from the cache
+            a = cached.recommend_many([user], [anchor], k=8)[0]
+            b = fresh.recommend_many([user], [anchor], k=8)[0]
+            assert (a.items, a.scores, a.routes) == (b.items, b.scores, b.routes)
+    assert len(cached._states) == 3 and not fresh._states
+    # activity newer than the bundle makes a different history: not served from the cache
+    recent = cached.recommend_many(["u0"], ["i3"], k=8, recent=[["i15"]])[0]
+    assert recent.items == fresh.recommend_many(["u0"], ["i3"], k=8, recent=[["i15"]])[0].items
+
+
+def test_a_failing_route_is_cut_off_and_the_others_serve(world, monkeypatch):
+    _, _, comp = world
+    rec = Recommender(comp)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("index unavailable")
+
+    monkeypatch.setattr(comp.content_index, "search", broken)
+    result = rec.recommend("u0", k=5)
+    assert result.failed_routes == ("content",) and result.fallback is None and len(result.items) == 5
+    assert not any("content" in routes for routes in result.routes)
+    assert not rec._states  # a degraded state is not kept
+    monkeypatch.undo()
+    healthy = rec.recommend("u0", k=5)
+    assert healthy.failed_routes == () and len(rec._states) == 1
