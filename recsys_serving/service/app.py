@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
@@ -194,6 +195,16 @@ class Service:
         self._after(endpoint, body, started, user_id, item_id, rec, deployment)
         return body
 
+    def is_lookup(self, item_id: str, categories: list[str] | None, explain: bool) -> bool:
+        """A /similar request answered from memory alone (a stored list, no Redis round trip),
+        which can run on the event loop without blocking it."""
+        model = self.models.deployment.primary
+        table = model.similar_table
+        if self.redis is not None or explain or categories or table is None:
+            return False
+        position = model.components.position(item_id)
+        return position >= 0 and table.row_of[position] >= 0
+
     @staticmethod
     def _popular(model: Recommender, top_n: int, reason: str) -> Recommendation:
         chosen = model.popular[:top_n]
@@ -256,11 +267,15 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-@get("/similar/{item_id:str}", sync_to_thread=False)
-def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
-            explain: bool = False) -> dict:
+@get("/similar/{item_id:str}")
+async def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
+                  explain: bool = False) -> dict:
     """Items similar to ``item_id`` (no personalisation)."""
-    return _service(request).serve("similar", item_id, None, top_n, category, explain, False)
+    service = _service(request)
+    args = ("similar", item_id, None, top_n, category, explain, False)
+    if service.is_lookup(item_id, category, explain):
+        return service.serve(*args)  # a stored list from memory: cheaper than a thread hop
+    return await anyio.to_thread.run_sync(service.serve, *args)
 
 
 @get("/recommend/detail/{item_id:str}", sync_to_thread=True)
