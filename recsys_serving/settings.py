@@ -23,7 +23,8 @@ class ServiceSettings:
     RECSYS_EXPOSURE_LOG_MAX_MB (50). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
     the shared rollout state. MLFLOW_TRACKING_URI: when set and there is no registry file, the
     champion is fetched through the MLflow alias. RECSYS_DATA_DIR (data/): where the pipeline's
-    drift reports are read from for /metrics."""
+    drift reports are read from for /metrics. RECSYS_USER_STATE_CACHE_MB (256): per loaded model,
+    the users' history states kept for live requests (0: off)."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
     bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
@@ -38,6 +39,7 @@ class ServiceSettings:
     state_poll_seconds: float = field(default_factory=lambda: float(_env("RECSYS_STATE_POLL_SECONDS", "2")))
     mlflow_tracking_uri: str = field(default_factory=lambda: _env("MLFLOW_TRACKING_URI", ""))
     data_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_DATA_DIR", str(PROJECT_ROOT / "data"))))
+    user_state_cache_mb: float = field(default_factory=lambda: float(_env("RECSYS_USER_STATE_CACHE_MB", "256")))
 
     @property
     def registry_path(self) -> Path:

@@ -49,8 +49,9 @@ def user_bucket(user_id: str | None) -> float:
 
 class ModelManager:
     def __init__(self, registry_path: Path, bundle: str = "", shared=None, mlflow_uri: str = "",
-                 model_name: str = "recsys") -> None:
+                 model_name: str = "recsys", user_state_cache_bytes: int | None = None) -> None:
         self.registry_path = Path(registry_path)
+        self.user_state_cache_bytes = user_state_cache_bytes
         self.bundle = bundle
         self.mlflow_uri, self.model_name = mlflow_uri, model_name
         self.shared = shared  # a redis client, or None
@@ -107,6 +108,8 @@ class ModelManager:
             return self._cache[key]
         try:
             recommender = load_bundle(path)
+            if self.user_state_cache_bytes is not None:
+                recommender.state_cache_bytes = self.user_state_cache_bytes
         except (BundleError, OSError, ValueError) as error:
             raise ReloadRefused(f"bundle {path} refused: {error}") from error
         smoke = smoke_queries(recommender)
