@@ -77,7 +77,8 @@ def exposure_metrics(log: ExposureLog, catalog_size: int, now: float, windows: d
                      depth: int = 10) -> dict:
     """Per window, per (model version, endpoint, arm): lists, impressions, clicks, CTR, list CTR,
     conversion, coverage and click rate by position; plus shadow agreement per version."""
-    out: dict = {"windows": {}, "shadow": [], "lists": int(len(log.lists)), "bad_lines": log.bad_lines}
+    out: dict = {"windows": {}, "shadow": [], "lists": int(len(log.lists)), "bad_lines": log.bad_lines,
+                 "arms": arm_comparison(log.shown)}
     for name, seconds in windows.items():
         shown = log.shown if seconds is None else log.shown[log.shown["time"] >= now - seconds]
         groups = []
@@ -100,6 +101,26 @@ def exposure_metrics(log: ExposureLog, catalog_size: int, now: float, windows: d
             out["shadow"].append({"model_version": version, "requests": int(len(part)),
                                   "overlap@10": float(part["overlap@10"].mean()), "rbo": float(part["rbo"].mean()),
                                   "latency_p95_ms": float(np.percentile(part["latency_ms"], 95))})
+    return out
+
+
+def arm_comparison(shown: pd.DataFrame, z: float = 1.96) -> list[dict]:
+    """Per endpoint where both arms served: the candidate's list click rate minus the primary's,
+    with a normal-approximation 95% interval (lists are the independent units)."""
+    if shown.empty:
+        return []
+    lists = shown.groupby(["endpoint", "arm", "request_id"])["clicked"].any().reset_index()
+    out = []
+    for endpoint, part in lists.groupby("endpoint"):
+        rates = part.groupby("arm")["clicked"].agg(["mean", "size"])
+        if not {"primary", "candidate"} <= set(rates.index):
+            continue
+        p1, n1 = rates.loc["primary", "mean"], rates.loc["primary", "size"]
+        p2, n2 = rates.loc["candidate", "mean"], rates.loc["candidate", "size"]
+        se = float(np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2))
+        out.append({"endpoint": endpoint, "primary_list_ctr": float(p1), "candidate_list_ctr": float(p2),
+                    "difference": float(p2 - p1), "ci_low": float(p2 - p1 - z * se), "ci_high": float(p2 - p1 + z * se),
+                    "primary_lists": int(n1), "candidate_lists": int(n2)})
     return out
 
 

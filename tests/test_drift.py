@@ -8,7 +8,14 @@ import pytest
 
 from recsys_core import notify, synthetic
 from recsys_core.drift import DriftThresholds, drift_report, psi, split_windows, write_findings
-from recsys_core.online_eval import ctr_change_points, exposure_metrics, read_log, reconcile, service_counts
+from recsys_core.online_eval import (
+    arm_comparison,
+    ctr_change_points,
+    exposure_metrics,
+    read_log,
+    reconcile,
+    service_counts,
+)
 from tests.webhook_server import Webhook
 
 
@@ -129,3 +136,18 @@ def test_webhook_posts_slack_and_wecom_json_to_a_real_server():
     assert hook.received[1]["msgtype"] == "markdown" and "psi 0.4" in hook.received[1]["markdown"]["content"]
     assert not notify.send("", "nothing", [])  # off unless configured
     assert not notify.send(hook.url, "server gone", [])  # a failing webhook is logged, never raised
+
+
+def test_canary_arms_are_compared_with_an_interval():
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(4000):
+        arm = "candidate" if r % 4 == 0 else "primary"
+        clicked = rng.random() < (0.30 if arm == "candidate" else 0.20)
+        rows.append({"request_id": f"r{r}", "endpoint": "similar", "arm": arm, "clicked": clicked,
+                     "item_id": "a", "position": 1})
+    (comparison,) = arm_comparison(pd.DataFrame(rows))
+    assert comparison["candidate_lists"] == 1000 and comparison["primary_lists"] == 3000
+    assert comparison["ci_low"] < 0.10 < comparison["ci_high"] and comparison["ci_low"] > 0
+    primary_only = [row for row in rows if row["arm"] == "primary"]
+    assert arm_comparison(pd.DataFrame(primary_only)) == []  # nothing to compare

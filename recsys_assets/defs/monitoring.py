@@ -109,6 +109,8 @@ def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows,
         "ctr_change_points": len(changes),
         "by_version": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "no exposures logged yet"),
         "shadow": dg.MetadataValue.json(metrics["shadow"]),
+        "canary_vs_primary": dg.MetadataValue.md(pd.DataFrame(metrics["arms"]).round(4).to_markdown(index=False)
+                                                  if metrics["arms"] else "no canary in the log"),
     })
     return metrics
 
