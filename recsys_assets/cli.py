@@ -82,7 +82,7 @@ def pipeline_run(args: argparse.Namespace) -> int:
 
     definitions = defs()
     selection = args.select or None
-    job = definitions.resolve_job_def("train_and_evaluate")
+    job = definitions.resolve_job_def(args.job)
     result = job.execute_in_process(instance=dg.DagsterInstance.get(), asset_selection=[
         dg.AssetKey(s) for s in selection] if selection else None, raise_on_error=False)
     failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
@@ -115,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--execute", action="store_true")
     cleanup.set_defaults(func=models_cleanup)
     pipeline = groups.add_parser("pipeline", help="the asset graph").add_subparsers(dest="command", required=True)
-    run = pipeline.add_parser("run", help="materialise the graph (or --select assets)")
+    run = pipeline.add_parser("run", help="run a job (default train_and_evaluate), or --select assets of it")
+    run.add_argument("--job", default="train_and_evaluate", choices=["train_and_evaluate", "monitor"])
     run.add_argument("--select", nargs="*", help="asset names")
     run.set_defaults(func=pipeline_run)
     return top
