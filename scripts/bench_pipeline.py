@@ -27,8 +27,10 @@ SAMPLE = {"interactions": 100_836, "users": 610, "items": 9_742}
 
 
 def datasets() -> dict[str, dict]:
+    """BENCH_SCALE (10): size of the synthetic set against the sample; BENCH_DATASETS: a
+    comma-separated subset of the names (default all)."""
     scale = int(os.environ.get("BENCH_SCALE", "10"))
-    return {
+    every = {
         "sample": {"kind": "sample", "sample_dir": str(settings.sample_dir())},
         f"synthetic_{scale}x": {
             "kind": "synthetic", "synthetic_users": SAMPLE["users"] * scale,
@@ -36,6 +38,8 @@ def datasets() -> dict[str, dict]:
             "seed": 0,
         },
     }
+    chosen = [n.strip() for n in os.environ.get("BENCH_DATASETS", "").split(",") if n.strip()]
+    return {name: source for name, source in every.items() if not chosen or name in chosen}
 
 
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
