@@ -151,3 +151,20 @@ def test_canary_arms_are_compared_with_an_interval():
     assert comparison["ci_low"] < 0.10 < comparison["ci_high"] and comparison["ci_low"] > 0
     primary_only = [row for row in rows if row["arm"] == "primary"]
     assert arm_comparison(pd.DataFrame(primary_only)) == []  # nothing to compare
+
+
+def test_rotated_exposure_logs_are_read_whole(tmp_path):
+    from recsys_serving.service.exposure import ExposureLog
+
+    path = tmp_path / "exposure_log.jsonl"
+    log = ExposureLog(path, max_bytes=2_000)
+    for r in range(300):
+        log.write({"type": "exposure", "request_id": f"r{r}", "time": float(r), "model_version": "v1",
+                   "endpoint": "similar", "arm": "primary", "items": [{"item_id": "a", "position": 1}]})
+        if r % 20 == 19:
+            log.flush()  # rotation happens between writes of a batch
+    log.close()
+    assert len(list(tmp_path.glob("exposure_log.jsonl.*"))) >= 3
+    read = read_log(path)
+    assert read.bad_lines == 0 and len(read.lists) == 300 and log.dropped == 0
+    assert read.lists["request_id"].tolist() == [f"r{r}" for r in range(300)]
