@@ -194,6 +194,7 @@ def test_exposure_metrics_report_the_new_version(loop):
     report = json.loads((loop["tmp"] / "data" / "evaluation" / "exposure_metrics.json").read_text())
     groups = {g["model_version"]: g for g in report["windows"]["all"]}
     assert groups[v2]["lists"] >= 120 and groups[v1]["clicks"] > 0
+    assert "no_click_rate_drop" in checks(loop["metrics"])
 
 
 def test_a_worse_challenger_is_rejected_and_the_champion_stays(loop):

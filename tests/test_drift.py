@@ -168,3 +168,13 @@ def test_rotated_exposure_logs_are_read_whole(tmp_path):
     read = read_log(path)
     assert read.bad_lines == 0 and len(read.lists) == 300 and log.dropped == 0
     assert read.lists["request_id"].tolist() == [f"r{r}" for r in range(300)]
+
+
+def test_the_click_rate_check_warns_on_drops_only():
+    from recsys_assets.defs.monitoring import no_click_rate_drop
+
+    drop = no_click_rate_drop({"ctr_change_points": [{"before": 0.3, "window_mean_after": 0.05}]})
+    assert drop.passed is False and drop.severity.value == "WARN" and "0.300 to 0.050" in drop.description
+    rise = no_click_rate_drop({"ctr_change_points": [{"before": 0.05, "window_mean_after": 0.3},
+                                                     {"before": None, "window_mean_after": 0.1}]})
+    assert rise.passed is True

@@ -115,6 +115,17 @@ def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows,
     return metrics
 
 
+@dg.asset_check(asset=exposure_metrics, description="ADWIN found no drop of the click rate in the exposure log "
+                                                  "(a warning; each change point is in data/drift_reports/).")
+def no_click_rate_drop(exposure_metrics: dict) -> dg.AssetCheckResult:
+    drops = [c for c in exposure_metrics["ctr_change_points"]
+             if c["before"] is not None and c["window_mean_after"] < c["before"]]
+    description = (f"{len(drops)} drop(s); latest from {drops[-1]['before']:.3f} to {drops[-1]['window_mean_after']:.3f}"
+                   if drops else f"no drop among {len(exposure_metrics['ctr_change_points'])} change points")
+    return dg.AssetCheckResult(passed=not drops, severity=dg.AssetCheckSeverity.WARN, description=description,
+                               metadata={"drops": len(drops)})
+
+
 @dg.asset(group_name=MONITORING, kinds={"json"})
 def metrics_reconciliation(context: dg.AssetExecutionContext, storage: StorageResource) -> list:
     """Exposures, clicks and conversions counted by the service (its exposure log) against the
