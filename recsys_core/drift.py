@@ -172,18 +172,23 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, catalog: pd.Dat
     return DriftReport(window(reference), window(current), len(reference), len(current), findings, confirmed, reason)
 
 
+def write_finding(directory: Path, source: str, signal: str, statistic: float, threshold, window: dict,
+                  detail: dict | None = None, stamp: str | None = None) -> Path:
+    """``<stamp>-<source>-<signal>.json`` under ``directory``: one drift finding."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = directory / f"{stamp}-{source}-{signal}.json"
+    path.write_text(json.dumps({"source": source, "signal": signal, "statistic": statistic, "threshold": threshold,
+                                "window": window, "detail": detail or {}, "written_at": stamp}, indent=2))
+    return path
+
+
 def write_findings(report: DriftReport, directory: Path, source: str) -> list[Path]:
-    """One JSON file per drifted signal (source, signal, statistic, threshold, window) and
-    ``latest.json`` with the whole report."""
+    """One finding file per drifted signal and ``latest-<source>.json`` with the whole report."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    written = []
-    for finding in report.drifted():
-        path = directory / f"{stamp}-{source}-{finding.signal}.json"
-        path.write_text(json.dumps({"source": source, "origin": finding.source, "signal": finding.signal,
-                                    "statistic": finding.statistic, "threshold": finding.threshold,
-                                    "window": {"reference": report.reference_window, "current": report.current_window},
-                                    "detail": finding.detail, "written_at": stamp}, indent=2))
-        written.append(path)
+    window = {"reference": report.reference_window, "current": report.current_window}
+    written = [write_finding(directory, source, f.signal, f.statistic, f.threshold, window,
+                             {"origin": f.source, **f.detail}, stamp) for f in report.drifted()]
     (directory / f"latest-{source}.json").write_text(json.dumps({**report.to_dict(), "written_at": stamp}, indent=2))
     return written

@@ -17,6 +17,7 @@ import pandas as pd
 from recsys_core.off_policy import examination
 
 SPARK = "▁▂▃▄▅▆▇█"
+ADWIN_DELTA = 0.002
 
 
 @dataclass
@@ -141,16 +142,16 @@ def metrics_table(groups: list[dict]) -> pd.DataFrame:
     } for g in groups])
 
 
-def logged_for_estimate(log: ExposureLog, version: str | None = None, eta: float = 1.0) -> pd.DataFrame:
-    """Shown items of one model version (all when None) in the estimator's layout. The service
-    ranks deterministically, so an item's propensity is the examination of its position."""
-    shown = log.shown if version is None else log.shown[log.shown["model_version"] == version]
+def logged_for_estimate(log: ExposureLog, eta: float = 1.0) -> pd.DataFrame:
+    """The shown items in the estimator's layout. The service ranks deterministically, so an
+    item's propensity is the examination of its position."""
+    shown = log.shown
     return pd.DataFrame({"request_id": shown["request_id"], "item_id": shown["item_id"].astype(str),
                          "position": shown["position"].astype(int), "clicked": shown["clicked"].astype(bool),
                          "propensity": examination(shown["position"].astype(int).to_numpy(), eta)})
 
 
-def ctr_change_points(log: ExposureLog, delta: float = 0.002) -> list[dict]:
+def ctr_change_points(log: ExposureLog, delta: float = ADWIN_DELTA) -> list[dict]:
     """ADWIN (river) over the per-list click stream in time order: where the click rate changed."""
     from river.drift import ADWIN
 

@@ -199,7 +199,7 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
         components.covisitation, anchor_rows, anchors[anchor_rows], anchor_weights, batch))
     anchor_collab = empty if anchor_collab is None or "collaborative" in state.failed_routes else anchor_collab
     anchor_covis = empty if anchor_covis is None or "covisitation" in state.failed_routes else anchor_covis
-    failed = sorted(set(failed), key=failed.index)
+    failed = list(dict.fromkeys(failed))
     collaborative, covisitation, profile = state.collaborative, state.covisitation, state.profile
     content_dense = state.content
     embeddings = components.embeddings

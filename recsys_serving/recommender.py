@@ -99,12 +99,18 @@ class Recommender:
         self.similar_table = table
         return int((table.row_of >= 0).sum())
 
+    def stored_similar_row(self, item_id) -> int:
+        """The row of ``item_id``'s stored "similar to X" list, -1 when there is none."""
+        if self.similar_table is None:
+            return -1
+        position = self.components.position(item_id)
+        return int(self.similar_table.row_of[position]) if position >= 0 else -1
+
     def _lookup_similar(self, anchor_id, k: int, allowed: np.ndarray | None) -> Recommendation | None:
         table = self.similar_table
-        anchor = self.components.position(anchor_id)
-        if anchor < 0 or table.row_of[anchor] < 0:
+        row = self.stored_similar_row(anchor_id)
+        if row < 0:
             return None
-        row = table.row_of[anchor]
         items = table.items[row, : table.lengths[row]]
         if allowed is None:
             positions = slice(0, min(k, len(items)))
@@ -135,7 +141,9 @@ class Recommender:
     def _requests(self, user_ids: list, anchors: list, recent: list | None = None,
                   exclude: list | None = None, exclude_seen: bool = True) -> tuple[Requests, list[str | None], list]:
         """``recent``: per request, item ids seen since the bundle was trained (appended to the
-        history, newest last). ``exclude``: per request, item ids never to return."""
+        history, newest last). ``exclude``: per request, item ids never to return. Returns the
+        requests, a fallback reason per request, and per request the user row whose history
+        state can be cached (None when the history has activity newer than the bundle)."""
         comp = self.components
         recent = recent or [None] * len(user_ids)
         exclude = exclude or [None] * len(user_ids)

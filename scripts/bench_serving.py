@@ -23,6 +23,7 @@ import numpy as np
 
 from recsys_core.registry import ModelRegistry, RegistryFile
 from recsys_serving.bundle import load_bundle
+from recsys_serving.service.admin_client import reload_model
 from recsys_serving.settings import ServiceSettings
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
@@ -121,14 +122,6 @@ def wait_ready(port: int, timeout: float = 120) -> None:
     raise SystemExit("the service did not become ready")
 
 
-def reload(port: int, version: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/models/reload", method="POST",
-                                     data=json.dumps({"version": version}).encode(),
-                                     headers={"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load (Debian: apt-get install wrk)")
@@ -155,7 +148,7 @@ def main() -> int:
             report["similar"] = measured(port, paths["similar"], SECONDS)
             report["recommend_detail"] = measured(port, paths["detail"], SECONDS)
             swap = {}
-            timer = threading.Timer(SECONDS / 3, lambda: swap.update(reload(port, other)))
+            timer = threading.Timer(SECONDS / 3, lambda: swap.update(reload_model(f"http://127.0.0.1:{port}", TOKEN, other)))
             timer.start()
             report["recommend_detail_reload"] = measured(port, paths["detail"], SECONDS)
             timer.join()

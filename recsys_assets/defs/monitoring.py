@@ -13,9 +13,10 @@ from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_core.drift import drift_report as compare_windows
-from recsys_core.drift import split_windows, write_findings
+from recsys_core.drift import split_windows, write_finding, write_findings
 from recsys_core.off_policy import snips
 from recsys_core.online_eval import (
+    ADWIN_DELTA,
     ctr_change_points,
     logged_for_estimate,
     metrics_table,
@@ -95,11 +96,9 @@ def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows,
     metrics["ctr_change_points"] = changes
     reports = storage.path("drift_reports", "_").parent
     for change in changes:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(change["time"]))
-        (reports / f"{stamp}-online-ctr_adwin.json").write_text(json.dumps({
-            "source": "exposure_log", "signal": "ctr_adwin", "statistic": change["window_mean_after"],
-            "threshold": "ADWIN delta 0.002", "window": {"before_mean": change["before"], "width": change["window"]},
-            "time": change["time"]}, indent=2))
+        write_finding(reports, "exposure_log", "ctr_adwin", change["window_mean_after"], f"ADWIN delta {ADWIN_DELTA}",
+                      {"before_mean": change["before"], "width": change["window"], "time": change["time"]},
+                      stamp=time.strftime("%Y%m%dT%H%M%S", time.gmtime(change["time"])))
     path = storage.path("evaluation", "exposure_metrics.json")
     path.write_text(json.dumps(metrics, indent=2))
     table = metrics_table(metrics["windows"]["all"])

@@ -1,8 +1,6 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
-import json
 import os
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +9,7 @@ from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_core import notify, sources, synthetic
+from recsys_serving.service.admin_client import reload_model
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -89,13 +88,7 @@ class ServiceAdminResource(dg.ConfigurableResource):
 
     def reload(self, version: str) -> dict:
         """POST /models/reload; raises on an HTTP error, returns {} when no service is configured."""
-        if not self.url:
-            return {}
-        request = urllib.request.Request(
-            f"{self.url.rstrip('/')}/models/reload", method="POST", data=json.dumps({"version": version}).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())
+        return reload_model(self.url, self.token, version) if self.url else {}
 
 
 def resources_from_environment() -> dict:

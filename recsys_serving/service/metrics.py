@@ -55,8 +55,10 @@ class ServiceMetrics:
         self.exposures = Counter("recsys_exposures_total", "Lists logged to the exposure log", ["arm"], registry=r)
         self.events = Counter("recsys_events_total", "Feedback events", ["type"], registry=r)
 
-    def initialise(self, routes: tuple[str, ...]) -> None:
+    def initialise(self, routes: tuple[str, ...], cache_backend: str) -> None:
         """Label sets that must read 0 before anything happens, so alerts and dashboards see them."""
+        for counter in (self.cache_hits, self.cache_misses):
+            self.child(counter, cache_backend)
         for route in routes:
             self.route_failures.labels(route=route)
         for mode in ("primary", "shadow", "follow", "rollback"):
