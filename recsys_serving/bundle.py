@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.compiled_ranker import serving_ranker
 from recsys_serving.components import Components, Histories, ItemTimeline
 from recsys_serving.content_index import ContentIndex
 from recsys_serving.recommender import Recommender, SimilarTable
@@ -115,8 +116,9 @@ def trained_until(path: Path | str) -> int:
         return int(arrays["history_timestamps"].max(initial=0))
 
 
-def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:
-    """A ready recommender from a verified bundle directory."""
+def load_bundle(path: Path | str, use_faiss: bool | None = None, compiled: bool | None = None) -> Recommender:
+    """A ready recommender from a verified bundle directory. ``compiled``: rank with the compiled
+    forest (None: RECSYS_COMPILE_RANKER)."""
     path = Path(path)
     manifest = verify_bundle(path)
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
@@ -137,7 +139,7 @@ def load_bundle(path: Path | str, use_faiss: bool | None = None) -> Recommender:
                             items=a["history_items"], timestamps=a["history_timestamps"]),
         category_names=a.get("category_names", np.empty(0, dtype=str)),
     )
-    ranker = lgb.Booster(model_file=str(path / "ranker.txt"))
+    ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), compiled)
     recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
                               per_route=int(manifest.get("per_route", 100)))
     if SIMILAR_FILE in manifest["files"]:

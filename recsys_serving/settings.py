@@ -13,6 +13,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def compile_ranker_enabled() -> bool:
+    """RECSYS_COMPILE_RANKER (1): rank with the LightGBM forest compiled to machine code (0: LightGBM's
+    own predict)."""
+    return _env("RECSYS_COMPILE_RANKER", "1") == "1"
+
+
+def ranker_cache_dir() -> Path:
+    """RECSYS_RANKER_CACHE ($XDG_CACHE_HOME/recsys/rankers, else ~/.cache/recsys/rankers): where
+    compiled forests are kept."""
+    default = Path(_env("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "recsys" / "rankers"
+    return Path(_env("RECSYS_RANKER_CACHE", str(default)))
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """RECSYS_MODELS_DIR (models/): registry file and bundles. RECSYS_BUNDLE: serve this bundle

@@ -1,8 +1,12 @@
 """`make bench`: the service under uvicorn (one worker), driven by wrk from another process.
 
 Requests draw item and user ids Zipf-like from the real catalog and users of the champion
-bundle. Scenarios: health, similar, recommend_detail, and recommend_detail while a hot reload
-swaps the model mid-run. Output: data/bench/serving.json (or BENCH_OUTPUT).
+bundle, a fresh stream long enough that no run replays it (repeats are the Zipf draws' own);
+the warm-up uses another stream from the same distribution. Scenarios: health, similar,
+recommend_detail, and recommend_detail while a hot reload swaps the model mid-run. With two or
+more CPUs the server is pinned to CPU 0 and wrk (one thread) to CPU 1, so the load generator
+does not take time from the one worker it measures (BENCH_PIN=0: no pinning, two wrk threads).
+Output: data/bench/serving.json (or BENCH_OUTPUT).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from recsys_serving.settings import ServiceSettings
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+PATHS = int(os.environ.get("BENCH_PATHS", "300000"))  # per stream: more than a run sends
+PIN = os.environ.get("BENCH_PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
 TOKEN = "bench-token"
 ROOT = Path(__file__).resolve().parent
 
@@ -53,10 +59,10 @@ def prepare_models(source: Path, target: Path) -> tuple[str, str]:
     return registry.champion, "reload-copy"
 
 
-def paths_file(directory: Path, kind: str, bundle_path: str, n: int = 20_000) -> Path:
-    recommender = load_bundle(bundle_path)
+def paths_file(directory: Path, kind: str, bundle_path: str, n: int = PATHS, seed: int = 0) -> Path:
+    recommender = load_bundle(bundle_path, compiled=False)
     comp = recommender.components
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     items = comp.items[zipf_sample(np.argsort(-comp.timeline.counts, kind="stable"), n, rng)]
     lengths = np.diff(comp.histories.indptr)
     users = comp.histories.users[zipf_sample(np.argsort(-lengths, kind="stable"), n, rng)]
@@ -66,15 +72,20 @@ def paths_file(directory: Path, kind: str, bundle_path: str, n: int = 20_000) ->
         lines = [f"/similar/{i}" for i in items]
     else:
         lines = [f"/recommend/detail/{i}?user_id={u}" for i, u in zip(items, users, strict=True)]
-    path = directory / f"{kind}.txt"
+    path = directory / f"{kind}-{seed}.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def pinned(command: list[str], cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if PIN and shutil.which("taskset") else command
+
+
 def wrk(port: int, paths: Path, seconds: int) -> dict:
+    threads = 1 if PIN else 2
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(ROOT / "wrk_paths.lua"),
-         f"http://127.0.0.1:{port}"],
+        pinned(["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s",
+                str(ROOT / "wrk_paths.lua"), f"http://127.0.0.1:{port}"], 1),
         env={**os.environ, "WRK_PATHS": str(paths)}, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     errors = result.pop("errors") + result.pop("status_errors")
@@ -133,24 +144,28 @@ def main() -> int:
         champion, other = prepare_models(settings.models_dir, tmp / "models")
         bundle_path = RegistryFile.load(tmp / "models" / "model_registry.json").version(champion)["path"]
         paths = {kind: paths_file(tmp, kind, bundle_path) for kind in ("health", "similar", "detail")}
+        warm_up = {kind: paths_file(tmp, kind, bundle_path, n=PATHS // 10, seed=1) for kind in ("similar", "detail")}
+        reload_paths = paths_file(tmp, "detail", bundle_path, seed=2)  # not a replay of the scenario before
         port = free_port()
         env = {**os.environ, "RECSYS_MODELS_DIR": str(tmp / "models"), "RECSYS_ADMIN_TOKEN": TOKEN,
                "RECSYS_EXPOSURE_LOG": str(tmp / "exposures.jsonl"), "REDIS_URL": ""}
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "recsys_serving.service.app:create_app",
-                                   "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
-                                  env=env)
+        server = subprocess.Popen(pinned([sys.executable, "-m", "uvicorn", "--factory",
+                                          "recsys_serving.service.app:create_app", "--port", str(port), "--workers",
+                                          "1", "--log-level", "warning", "--no-access-log"], 0), env=env)
         try:
             wait_ready(port)
             report = {"machine": {"cpus": os.cpu_count(), "connections": CONNECTIONS, "seconds": SECONDS,
-                                  "server": "uvicorn, 1 worker", "model": champion}}
+                                  "server": "uvicorn, 1 worker", "model": champion,
+                                  "pinned": "server CPU 0, wrk CPU 1" if PIN else "no", "paths_per_stream": PATHS}}
             report["health"] = wrk(port, paths["health"], SECONDS)  # first: nothing else still in flight
-            wrk(port, paths["detail"], 3)  # warm-up
+            for kind in ("similar", "detail"):
+                wrk(port, warm_up[kind], 5)
             report["similar"] = measured(port, paths["similar"], SECONDS)
             report["recommend_detail"] = measured(port, paths["detail"], SECONDS)
             swap = {}
             timer = threading.Timer(SECONDS / 3, lambda: swap.update(reload_model(f"http://127.0.0.1:{port}", TOKEN, other)))
             timer.start()
-            report["recommend_detail_reload"] = measured(port, paths["detail"], SECONDS)
+            report["recommend_detail_reload"] = measured(port, reload_paths, SECONDS)
             timer.join()
             report["recommend_detail_reload"]["reloaded_to"] = swap.get("primary")
         finally:

@@ -10,40 +10,15 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 
-from recsys_core import synthetic
-from recsys_core.components_fit import fit_components
-from recsys_core.content import EMBEDDING_DIM
-from recsys_core.ranker import train_ranker, training_set
 from recsys_core.registry import ModelRegistry
-from recsys_core.split import protocol_folds
-from recsys_serving.bundle import load_bundle, save_bundle
-from recsys_serving.recommender import Recommender
+from recsys_serving.bundle import load_bundle
 from recsys_serving.service.app import create_app, overlap_at_k, rank_biased_overlap
 from recsys_serving.service.models import user_bucket
 from recsys_serving.settings import ServiceSettings
+from tests.bundles import build_bundle
 from tests.redis_server import redis_server
 
 TOKEN = "test-token"
-
-
-def _build_bundle(target: Path, seed: int, version: str, precompute: bool = False) -> None:
-    tables = synthetic.generate(200, 300, 8_000, seed=seed)
-    folds = protocol_folds(tables.interactions.rows)
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(len(tables.items.rows), EMBEDDING_DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    import pandas as pd
-
-    embeddings = pd.DataFrame(vectors, index=tables.items.rows["item_id"])
-    validation = fit_components(folds["validation"].train, tables.items.rows, embeddings)
-    booster, info = train_ranker(training_set(validation, folds["validation"].test), seed=seed)
-    serving = fit_components(folds["serving"].train, tables.items.rows, embeddings)
-    similar = None
-    if precompute:
-        recommender = Recommender(serving, booster, version=version)
-        recommender.precompute_similar(len(serving.items) // 2)
-        similar = recommender.similar_table
-    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100}, similar=similar)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +26,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("service-models")
     registry = ModelRegistry(root / "model_registry.json")
     for seed, version in ((1, "v1"), (2, "v2")):  # two different models for reloads and canaries
-        _build_bundle(root / "bundles" / version, seed, version, precompute=version == "v1")
+        build_bundle(root / "bundles" / version, seed, version, precompute=version == "v1")
         registry.register(version, {"path": str(root / "bundles" / version)})
     registry.promote("v1", "test")
     return root

@@ -16,6 +16,7 @@ from recsys_core.ranker import TrainingSet, train_ranker, training_set
 from recsys_core.split import SERVING, VALIDATION, Split
 from recsys_serving.bundle import save_bundle
 from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.compiled_ranker import serving_ranker
 from recsys_serving.components import Components, ItemTimeline
 from recsys_serving.content_index import ContentIndex
 from recsys_serving.recommender import Recommender
@@ -106,7 +107,8 @@ def model_bundle(
     booster = lgb.Booster(model_str=ranking_model["model"])
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
-    recommender = Recommender(components=components, ranker=booster, version=version, per_route=config.per_route)
+    # the stored lists are ranked by the ranker the service will use
+    recommender = Recommender(components=components, ranker=serving_ranker(booster), version=version, per_route=config.per_route)
     precompute_started = time.perf_counter()
     precomputed = recommender.precompute_similar(settings.similar_precompute_items())
     precompute_seconds = time.perf_counter() - precompute_started
