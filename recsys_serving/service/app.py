@@ -11,9 +11,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
+import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
@@ -24,13 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from recsys_core.online_features import read_recent_items
 from recsys_serving.candidates import ROUTES
 from recsys_serving.recommender import Recommendation, Recommender
-from recsys_serving.service.cache import LocalCache, RedisCache
+from recsys_serving.service.cache import LocalCache, RedisCache, ServedList
 from recsys_serving.service.exposure import ExposureLog
 from recsys_serving.service.metrics import ServiceMetrics
 from recsys_serving.service.models import ModelManager, ReloadRefused
 from recsys_serving.service.platform_metrics import PlatformCollector
 from recsys_serving.settings import ServiceSettings
 
+encode_json = msgspec.json.Encoder().encode
 TopN = Annotated[int, Parameter(ge=1, le=100, description="number of items")]
 RECENT_EVENTS = 50
 
@@ -40,6 +42,32 @@ class ReloadRequest:
     mode: str = "primary"
     version: str | None = None
     rollout: float | None = None
+
+
+@dataclass
+class RecommendedItem:
+    item_id: str
+    score: float
+    routes: list[str]
+    contributions: dict[str, float] | None = None  # explain=true: the ranker's top feature contributions
+
+
+@dataclass
+class RecommendationList:
+    """What the recommendation endpoints answer (documentation: bodies are encoded once and cached)."""
+
+    request_id: str
+    cached: bool
+    items: list[RecommendedItem]
+    model_version: str
+    arm: str
+    endpoint: str
+    fallback: dict[str, str] | None
+    failed_routes: list[str]
+
+
+def _json(body: bytes) -> Response[RecommendationList]:
+    return Response(content=body, media_type=MediaType.JSON)
 
 
 @dataclass
@@ -161,7 +189,8 @@ class Service:
 
     # --- serving -------------------------------------------------------------------------
     def serve(self, endpoint: str, item_id: str | None, user_id: str | None, top_n: int, categories: list[str] | None,
-              explain: bool, exclude_seen: bool) -> dict[str, Any]:
+              explain: bool, exclude_seen: bool) -> bytes:
+        """The JSON body of one recommendation request."""
         started = time.perf_counter()
         request_id = f"{self._id_prefix}{next(self._ids):016x}"
         deployment = self.models.deployment
@@ -175,12 +204,11 @@ class Service:
             activity = hashlib.sha1("|".join(recent).encode()).hexdigest()[:12] if recent else "-"
             key = (f"recsys:list:{deployment.generation}:{model.version}:{endpoint}:{item_id}:{user_id}:{top_n}:"
                    f"{','.join(sorted(categories or []))}:{activity}")
-            cached = self.cache.get(key)
-            if cached is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
                 self.metrics.child(self.metrics.cache_hits, self.cache.backend).inc()
-                body = {**cached, "request_id": request_id, "cached": True}
-                self._after(endpoint, body, started, user_id, item_id, None, deployment)
-                return body
+                self._after(endpoint, hit, request_id, started, user_id, item_id, deployment, cached=True)
+                return hit.response(request_id, cached=True)
             self.metrics.child(self.metrics.cache_misses, self.cache.backend).inc()
         try:
             rec = model.recommend_many([user_id], [item_id], top_n, explain=explain, recent=[recent],
@@ -188,17 +216,21 @@ class Service:
                                        exclude_seen=exclude_seen)[0]
         except Exception as error:  # noqa: BLE001 - a broken model degrades to popular items
             rec = self._popular(model, top_n, f"model error: {type(error).__name__}")
-        body = self._body(rec, model, arm, endpoint, explain)
+        served = self._served(rec, model, arm, endpoint, explain)
         if key is not None:
-            self.cache.set(key, {k: v for k, v in body.items() if k != "request_id"})
-        body["request_id"] = request_id
-        self._after(endpoint, body, started, user_id, item_id, rec, deployment)
-        return body
+            self.cache.set(key, served)
+        self._after(endpoint, served, request_id, started, user_id, item_id, deployment, cached=False)
+        return served.response(request_id, cached=False)
+
+    def is_local(self) -> bool:
+        """No network round trip on the request path (no Redis, no feature store): the work is CPU
+        only, and in a one-worker service a thread hop adds to it without adding capacity."""
+        return self.redis is None and self.features is None
 
     def is_lookup(self, item_id: str, categories: list[str] | None, explain: bool) -> bool:
         """A /similar request answered from memory alone (a stored list, no Redis round trip),
         which can run on the event loop without blocking it."""
-        if self.redis is not None or explain or categories:
+        if not self.is_local() or explain or categories:
             return False
         return self.models.deployment.primary.stored_similar_row(item_id) >= 0
 
@@ -209,37 +241,38 @@ class Service:
                               routes=[["popular"]] * len(chosen), fallback=reason)
 
     @staticmethod
-    def _body(rec: Recommendation, model: Recommender, arm: str, endpoint: str, explain: bool) -> dict:
+    def _served(rec: Recommendation, model: Recommender, arm: str, endpoint: str, explain: bool) -> ServedList:
         items = []
         for position, (item, score, routes) in enumerate(zip(rec.items, rec.scores, rec.routes, strict=True)):
             entry = {"item_id": str(item), "score": round(float(score), 6), "routes": routes}
             if explain and rec.contributions is not None:
                 entry["contributions"] = {k: round(v, 6) for k, v in rec.contributions[position].items()}
             items.append(entry)
-        return {"items": items, "model_version": model.version, "arm": arm, "endpoint": endpoint,
-                "fallback": {"reason": rec.fallback} if rec.fallback else None, "cached": False,
-                "failed_routes": list(rec.failed_routes)}
+        body = {"items": items, "model_version": model.version, "arm": arm, "endpoint": endpoint,
+                "fallback": {"reason": rec.fallback} if rec.fallback else None, "failed_routes": list(rec.failed_routes)}
+        return ServedList(body=encode_json(body), items=tuple(i["item_id"] for i in items),
+                          routes=tuple(r for routes in rec.routes for r in routes), fallback=rec.fallback,
+                          failed_routes=tuple(rec.failed_routes), model_version=model.version, arm=arm)
 
-    def _after(self, endpoint: str, body: dict, started: float, user_id, item_id, rec, deployment) -> None:
+    def _after(self, endpoint: str, served: ServedList, request_id: str, started: float, user_id, item_id, deployment,
+               cached: bool) -> None:
         m = self.metrics
         m.child(m.latency, endpoint).observe(time.perf_counter() - started)
         m.child(m.requests, endpoint, "200").inc()
-        fallback = body["fallback"]["reason"] if body["fallback"] else None
-        if fallback:
-            m.child(m.fallbacks, endpoint, fallback).inc()
-        for route in body.get("failed_routes", ()):
+        if served.fallback:
+            m.child(m.fallbacks, endpoint, served.fallback).inc()
+        for route in served.failed_routes:
             m.child(m.route_failures, route).inc()
-        m.route_items.add(r for item in body["items"] for r in item["routes"])
-        m.child(m.exposures, body["arm"]).inc()
-        served = [i["item_id"] for i in body["items"]]
-        self.exposures.write({"type": "exposure", "request_id": body["request_id"], "time": time.time(),
+        m.route_items.add(served.routes)
+        m.child(m.exposures, served.arm).inc()
+        self.exposures.write({"type": "exposure", "request_id": request_id, "time": time.time(),
                               "user_id": user_id, "item_id": item_id, "endpoint": endpoint,
-                              "model_version": body["model_version"], "arm": body["arm"],
-                              "items": [{"item_id": i, "position": p} for p, i in enumerate(served, 1)],
-                              "fallback": fallback, "cached": body["cached"]})
+                              "model_version": served.model_version, "arm": served.arm,
+                              "items": [{"item_id": i, "position": p} for p, i in enumerate(served.items, 1)],
+                              "fallback": served.fallback, "cached": cached})
         if deployment.shadow is not None and self.shadow_pending < 100:
             self.shadow_pending += 1
-            self.shadow_pool.submit(self._shadow, deployment.shadow, body["request_id"], user_id, item_id, served)
+            self.shadow_pool.submit(self._shadow, deployment.shadow, request_id, user_id, item_id, list(served.items))
 
     def _shadow(self, shadow: Recommender, request_id: str, user_id, item_id, served: list[str]) -> None:
         try:
@@ -266,27 +299,32 @@ def _service(request: Request) -> Service:
 
 @get("/similar/{item_id:str}")
 async def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
-                  explain: bool = False) -> dict:
+                  explain: bool = False) -> Response[RecommendationList]:
     """Items similar to ``item_id`` (no personalisation)."""
     service = _service(request)
     args = ("similar", item_id, None, top_n, category, explain, False)
     if service.is_lookup(item_id, category, explain):
-        return service.serve(*args)  # a stored list from memory: cheaper than a thread hop
-    return await anyio.to_thread.run_sync(service.serve, *args)
+        return _json(service.serve(*args))  # a stored list from memory: cheaper than a thread hop
+    return _json(await anyio.to_thread.run_sync(service.serve, *args))
 
 
-@get("/recommend/detail/{item_id:str}", sync_to_thread=True)
-def recommend_detail(request: Request, item_id: str, user_id: str | None = None, top_n: TopN = 10,
-                     category: list[str] | None = None, explain: bool = False, exclude_seen: bool = True) -> dict:
+@get("/recommend/detail/{item_id:str}")
+async def recommend_detail(request: Request, item_id: str, user_id: str | None = None, top_n: TopN = 10,
+                           category: list[str] | None = None, explain: bool = False,
+                           exclude_seen: bool = True) -> Response[RecommendationList]:
     """The list for the page of ``item_id``, personalised when ``user_id`` is known."""
-    return _service(request).serve("recommend_detail", item_id, user_id, top_n, category, explain, exclude_seen)
+    service = _service(request)
+    args = ("recommend_detail", item_id, user_id, top_n, category, explain, exclude_seen)
+    if service.is_local():
+        return _json(service.serve(*args))
+    return _json(await anyio.to_thread.run_sync(service.serve, *args))
 
 
 @get("/recommend/user/{user_id:str}", sync_to_thread=True)
 def recommend_user(request: Request, user_id: str, top_n: TopN = 10, category: list[str] | None = None,
-                   explain: bool = False, exclude_seen: bool = True) -> dict:
+                   explain: bool = False, exclude_seen: bool = True) -> Response[RecommendationList]:
     """Personalised recommendations for ``user_id``."""
-    return _service(request).serve("recommend_user", None, user_id, top_n, category, explain, exclude_seen)
+    return _json(_service(request).serve("recommend_user", None, user_id, top_n, category, explain, exclude_seen))
 
 
 @get("/health", sync_to_thread=False)

@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
+from typing import NamedTuple
+
+import msgspec
+
+
+class ServedList(NamedTuple):
+    """A served list as the caches keep it: the JSON body without the per-request fields, and
+    what the request's bookkeeping reads. Only bytes, strings and tuples of them, so Python's
+    garbage collector stops tracking cached entries: a cache of dicts made every full
+    collection walk them all, the service's long latency tail."""
+
+    body: bytes
+    items: tuple
+    routes: tuple  # every served item's routes, flattened (the per-route tally)
+    fallback: str | None
+    failed_routes: tuple
+    model_version: str
+    arm: str
+
+    def response(self, request_id: str, cached: bool) -> bytes:
+        """The body with the request id and whether the cache answered."""
+        head = b'{"request_id":"%s","cached":%s,' % (request_id.encode(), b"true" if cached else b"false")
+        return head + self.body[1:]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(tuple).decode
+
+
+def _to_bytes(value: ServedList) -> bytes:
+    return _encode(tuple(value))
+
+
+def _from_bytes(raw: bytes) -> ServedList:
+    body, items, routes, fallback, failed, version, arm = _decode(raw)
+    return ServedList(body, tuple(items), tuple(routes), fallback, tuple(failed), version, arm)
 
 
 class LocalCache:
-    """Bounded LRU with a time to live, safe across threads. Values are kept as given (not
-    serialised): callers must not mutate what they store or get."""
+    """Bounded LRU with a time to live, safe across threads; values are kept as given."""
 
     backend = "local"
 
     def __init__(self, ttl: float, size: int) -> None:
         self.ttl, self.size = ttl, size
-        self._data: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, ServedList]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> ServedList | None:
         with self._lock:
             hit = self._data.get(key)
             if hit is None or hit[0] < time.monotonic():
@@ -28,7 +62,7 @@ class LocalCache:
             self._data.move_to_end(key)
             return hit[1]
 
-    def set(self, key: str, value: dict) -> None:
+    def set(self, key: str, value: ServedList) -> None:
         with self._lock:
             self._data[key] = (time.monotonic() + self.ttl, value)
             self._data.move_to_end(key)
@@ -51,17 +85,17 @@ class RedisCache:
         self.client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
         self.ttl, self.local, self.on_error = ttl, local, on_error
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> ServedList | None:
         try:
             raw = self.client.get(key)
         except Exception:  # noqa: BLE001 - Redis down: serve without it
             self.on_error("get")
             return self.local.get(key)
-        return json.loads(raw) if raw is not None else None
+        return _from_bytes(raw) if raw is not None else None
 
-    def set(self, key: str, value: dict) -> None:
+    def set(self, key: str, value: ServedList) -> None:
         try:
-            self.client.set(key, json.dumps(value), ex=self.ttl)
+            self.client.set(key, _to_bytes(value), ex=self.ttl)
         except Exception:  # noqa: BLE001
             self.on_error("set")
             self.local.set(key, value)
