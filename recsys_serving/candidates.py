@@ -31,6 +31,7 @@ ROUTE_SCORE = {
 }
 RECENCY_HALF_LIFE = 10.0
 DAY = 86_400
+TREND_WINDOWS = (7 * DAY, 30 * DAY, 365 * DAY)
 
 
 @dataclass
@@ -101,11 +102,24 @@ def _gather_rows(matrix: sp.csr_matrix, request_rows: np.ndarray, item_rows: np.
     return np.bincount(target, weights=values, minlength=batch * n_cols).reshape(batch, n_cols).astype(np.float32)
 
 
-def _top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the ``n`` best positive scores as a mask, ties broken by the lower item index:
+    a function of the scores alone, so every method that finds it agrees."""
     n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    keep = np.take_along_axis(scores, part, axis=1) > 0
-    return np.where(keep, part, -1)
+    kth = -np.partition(-scores, n - 1, axis=1)[:, n - 1 : n]
+    above = scores > kth
+    tied = scores == kth
+    need = n - above.sum(axis=1)
+    excess = np.flatnonzero(tied.sum(axis=1) > need)
+    if len(excess):
+        tied[excess] &= np.cumsum(tied[excess], axis=1, dtype=np.int32) <= need[excess, None]
+    return (above | tied) & (scores > 0)
+
+
+def _best_first(scores: np.ndarray, n: int) -> np.ndarray:
+    """The item indices ``_top_mask`` picks from one row, best first."""
+    picked = np.flatnonzero(_top_mask(scores[None, :], n)[0])
+    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 def _scatter(scores: np.ndarray, indices: np.ndarray, batch: int, n_items: int) -> np.ndarray:
@@ -134,11 +148,33 @@ class HistoryState:
     content: np.ndarray
     user_categories: np.ndarray
     failed_routes: tuple = ()
+    orders: RouteOrders | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.collaborative, self.covisitation, self.profile, self.content,
-                                      self.user_categories))
+        arrays = [self.collaborative, self.covisitation, self.profile, self.content, self.user_categories]
+        if self.orders is not None:
+            arrays += [*self.orders.best_first, self.orders.seen, *self.orders.trends, self.orders.affinity]
+        return sum(a.nbytes for a in arrays)
+
+
+@dataclass
+class RouteOrders:
+    """One history's candidates per route, best first, with the history already excluded, so a
+    lone request only drops its anchor and exclusions instead of ranking the catalog again.
+    Each list holds ``SLACK`` more than the route proposes; ``complete`` marks lists that hold
+    every candidate the route has. ``trends`` and ``affinity``: the history's per-item features
+    over the whole catalog at ``as_of``, computed as the candidate features are."""
+
+    best_first: tuple[np.ndarray, ...]
+    complete: tuple[bool, ...]
+    seen: np.ndarray
+    as_of: int
+    trends: tuple[np.ndarray, ...]
+    affinity: np.ndarray
+
+
+SLACK = 16
 
 
 def _isolated(failed: list, route: str, compute):
@@ -177,19 +213,129 @@ def history_state(components: Components, histories: list[np.ndarray], per_route
     )
 
 
+def _route_sizes(per_route: int) -> tuple[int, ...]:
+    """How many candidates each route of ROUTES proposes."""
+    return per_route, per_route, per_route // 2, per_route // 2, per_route // 2
+
+
+def _trending_scores(components: Components, as_of: np.ndarray) -> np.ndarray:
+    """Dense (requests x items): the trending list at each request's time as descending scores."""
+    lists = components.timeline.trending_at(as_of)
+    trending = np.zeros((len(lists), len(components.items)), dtype=np.float32)
+    list_rows, list_pos = np.nonzero(lists >= 0)
+    trending[list_rows, lists[list_rows, list_pos]] = lists.shape[1] - list_pos
+    return trending
+
+
+def route_orders(components: Components, state: HistoryState, history: np.ndarray, as_of: int,
+                 per_route: int = 100) -> RouteOrders:
+    """The ``RouteOrders`` of one history (``state`` is its ``history_state``)."""
+    seen = np.zeros(len(components.items), dtype=bool)
+    seen[history] = True
+    rows = (state.collaborative[0], state.covisitation[0], state.content[0],
+            _trending_scores(components, np.array([as_of]))[0], components.log_counts)
+    best_first = tuple(_best_first(np.where(seen, 0.0, scores), n + SLACK)
+                       for scores, n in zip(rows, _route_sizes(per_route), strict=True))
+    complete = tuple(len(order) < n + SLACK for order, n in zip(best_first, _route_sizes(per_route), strict=True))
+    everything = np.arange(len(components.items))
+    trends = tuple(components.timeline.windows(everything, np.full(len(everything), as_of), TREND_WINDOWS))
+    affinity = _affinity(components, np.broadcast_to(state.user_categories[0], (len(everything),
+                                                                                  state.user_categories.shape[1])), everything)
+    return RouteOrders(best_first=best_first, complete=complete, seen=seen, as_of=int(as_of), trends=trends,
+                       affinity=affinity)
+
+
+def _row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices (ascending) and values of one row of a canonical CSR matrix, as the dense
+    gathers see them (float32)."""
+    lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+    return matrix.indices[lo:hi].astype(np.int64), matrix.data[lo:hi].astype(np.float32)
+
+
+def _values_at(row: tuple[np.ndarray, np.ndarray], items: np.ndarray) -> np.ndarray:
+    cols, values = row
+    if not len(cols):
+        return np.zeros(len(items), dtype=np.float32)
+    pos = np.minimum(np.searchsorted(cols, items), len(cols) - 1)
+    return np.where(cols[pos] == items, values[pos], np.float32(0.0))
+
+
+def _unblocked(items: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    if len(blocked) == 1:  # the anchor alone, the common case: no set operation
+        return items[items != blocked[0]]
+    return items[~np.isin(items, blocked)] if len(blocked) else items
+
+
+def _take(order: np.ndarray, blocked: np.ndarray, n: int, complete: bool) -> np.ndarray | None:
+    """The first ``n`` of ``order`` that are not blocked; None when too many were blocked from a
+    list that was cut short."""
+    kept = _unblocked(order, blocked)
+    if len(kept) < n and not complete:
+        return None
+    return kept[:n]
+
+
+def _generate_one(components: Components, requests: Requests, per_route: int, state: HistoryState) -> Candidates | None:
+    """``generate`` for a lone request from its history's route orders, touching only the
+    candidates instead of the catalog; None when it cannot answer exactly and the dense path must."""
+    orders = state.orders
+    if (orders is None or state.failed_routes or int(requests.as_of[0]) != orders.as_of
+            or (requests.keep_seen is not None and requests.keep_seen[0])):
+        return None
+    anchor, blocked = int(requests.anchors[0]), requests.exclude[0].astype(np.int64)
+    no_row = (np.empty(0, np.int64), np.empty(0, np.float32))
+    try:
+        anchor_collab = _row(components.ease, anchor) if anchor >= 0 else no_row
+        anchor_covis = _row(components.covisitation, anchor) if anchor >= 0 else no_row
+    except Exception:  # noqa: BLE001 - the dense path cuts the failing route off and counts it
+        return None
+    sizes = _route_sizes(per_route)
+    picks = []
+    for r, (order, n, complete) in enumerate(zip(orders.best_first, sizes, orders.complete, strict=True)):
+        pick = _take(order, blocked, n, complete)
+        if pick is None:
+            return None
+        if r == 1 and len(anchor_covis[0]):
+            # co-visitation adds the anchor's row: anything it lifts is in the row, anything else
+            # ranks by the history's score, where the first n unblocked of the order beat it
+            lifted = anchor_covis[0][~orders.seen[anchor_covis[0]]]
+            pool = _unblocked(np.union1d(order, lifted), blocked)
+            values = state.covisitation[0, pool] + _values_at(anchor_covis, pool)
+            positive = values > 0
+            pool, values = pool[positive], values[positive]
+            pick = pool[np.lexsort((pool, -values))[:n]]
+        picks.append(pick)
+    cols, inverse = np.unique(np.concatenate(picks), return_inverse=True)
+    bits = np.zeros(len(cols), dtype=np.uint8)
+    route_bits = np.repeat((1 << np.arange(len(picks))).astype(np.uint8), [len(p) for p in picks])
+    np.bitwise_or.at(bits, inverse, route_bits)
+    rows = np.zeros(len(cols), dtype=np.int64)
+    features = _features(components, requests, state, rows, cols, bits, _values_at(anchor_collab, cols),
+                         _values_at(anchor_covis, cols), orders)
+    return Candidates(rows=rows, items=cols, features=features, routes=bits)
+
+
 def generate(components: Components, requests: Requests, per_route: int = 100,
              state: HistoryState | None = None) -> Candidates:
     """Candidates of every route for every request, with the ranker's feature matrix. ``state``:
-    the requests' ``history_state``, when the caller already has it."""
+    the requests' ``history_state``, when the caller already has it (with route orders, a lone
+    request skips the catalog-wide work)."""
+    state = state if state is not None else history_state(components, requests.histories, per_route)
+    if len(requests.histories) == 1 and state.orders is not None:
+        found = _generate_one(components, requests, per_route, state)
+        if found is not None:
+            return found
+    return _generate_dense(components, requests, per_route, state)
+
+
+def _generate_dense(components: Components, requests: Requests, per_route: int, state: HistoryState) -> Candidates:
     n_items = len(components.items)
     batch = len(requests.histories)
     lengths = np.array([len(h) for h in requests.histories], dtype=np.int64)
     history_rows = np.repeat(np.arange(batch), lengths)
     history_items = np.concatenate(requests.histories).astype(np.int64) if batch else np.empty(0, np.int64)
     anchors = requests.anchors
-    has_anchor = anchors >= 0
-    anchor_rows = np.flatnonzero(has_anchor)
-    state = state if state is not None else history_state(components, requests.histories, per_route)
+    anchor_rows = np.flatnonzero(anchors >= 0)
     failed = list(state.failed_routes)
     empty = np.zeros((batch, n_items), dtype=np.float32)
     anchor_weights = np.ones(len(anchor_rows), dtype=np.float32)
@@ -200,66 +346,73 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
     anchor_collab = empty if anchor_collab is None or "collaborative" in state.failed_routes else anchor_collab
     anchor_covis = empty if anchor_covis is None or "covisitation" in state.failed_routes else anchor_covis
     failed = list(dict.fromkeys(failed))
-    collaborative, covisitation, profile = state.collaborative, state.covisitation, state.profile
-    content_dense = state.content
-    embeddings = components.embeddings
-    safe_anchor = np.where(has_anchor, anchors, 0)
 
     unavailable = np.zeros((batch, n_items), dtype=bool)
     hide = np.ones(len(history_rows), dtype=bool) if requests.keep_seen is None else ~requests.keep_seen[history_rows]
     unavailable[history_rows[hide], history_items[hide]] = True
     for row, items in enumerate(requests.exclude):
         unavailable[row, items] = True
-    trending = np.zeros((batch, n_items), dtype=np.float32)
-    trending_lists = components.timeline.trending_at(requests.as_of)
-    list_rows, list_pos = np.nonzero(trending_lists >= 0)
-    trending[list_rows, trending_lists[list_rows, list_pos]] = trending_lists.shape[1] - list_pos
-    popular = np.broadcast_to(components.log_counts, (batch, n_items))
-    proposals = [
-        (collaborative, per_route),
-        (covisitation + anchor_covis, per_route),
-        (content_dense, per_route // 2),
-        (trending, per_route // 2),
-        (popular, per_route // 2),
-    ]
+    proposals = (state.collaborative, state.covisitation + anchor_covis, state.content,
+                 _trending_scores(components, requests.as_of), np.broadcast_to(components.log_counts, (batch, n_items)))
     mask = np.zeros((batch, n_items), dtype=np.uint8)
-    for bit, (scores, n) in enumerate(proposals):
-        top = _top_indices(np.where(unavailable, 0.0, scores), n)
-        r, c = np.nonzero(top >= 0)
-        mask[r, top[r, c]] |= np.uint8(1 << bit)
+    for bit, (scores, n) in enumerate(zip(proposals, _route_sizes(per_route), strict=True)):
+        mask |= _top_mask(np.where(unavailable, 0.0, scores), n).astype(np.uint8) << np.uint8(bit)
     rows, cols = np.nonzero(mask)
+    features = _features(components, requests, state, rows, cols, mask[rows, cols], anchor_collab[rows, cols],
+                         anchor_covis[rows, cols])
+    return Candidates(rows=rows, items=cols, features=features, routes=mask[rows, cols], failed_routes=tuple(failed))
 
-    as_of = requests.as_of[rows]
-    timeline = components.timeline
-    lengths = lengths.astype(np.float32)
-    collab_max = np.maximum(collaborative.max(axis=1), 1e-9)
-    covis_max = np.maximum(covisitation.max(axis=1), 1e-9)
+
+def _affinity(components: Components, user_categories: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Share of each candidate's categories in its user's history (row i: candidate ``cols[i]``)."""
     item_categories = components.category_matrix[cols]
-    affinity = np.einsum("ij,ij->i", item_categories, state.user_categories[rows])
-    affinity /= np.maximum(item_categories.sum(axis=1), 1.0)
-    anchor_vectors = embeddings[safe_anchor[rows]]
+    affinity = np.einsum("ij,ij->i", item_categories, user_categories)
+    affinity /= np.maximum(components.category_counts[cols], 1.0)
+    return affinity
+
+
+def _features(components: Components, requests: Requests, state: HistoryState, rows: np.ndarray, cols: np.ndarray,
+              bits: np.ndarray, anchor_collab: np.ndarray, anchor_covis: np.ndarray,
+              orders: RouteOrders | None = None) -> np.ndarray:
+    """The ranker's feature matrix (FEATURES) of candidates ``(rows, cols)``; ``anchor_*``: the
+    anchor's route scores of each candidate; ``orders``: a lone request's per-item features."""
+    embeddings = components.embeddings
+    timeline = components.timeline
+    as_of = requests.as_of[rows]
+    has_anchor = requests.anchors >= 0
+    lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
+    collaborative, covisitation = state.collaborative[rows, cols], state.covisitation[rows, cols]
+    if orders is not None:
+        affinity = orders.affinity[cols]
+        trend_7d, trend_30d, trend_365d = (trend[cols] for trend in orders.trends)
+    else:
+        affinity = _affinity(components, state.user_categories[rows], cols)
+        trend_7d, trend_30d, trend_365d = timeline.windows(cols, as_of, TREND_WINDOWS)
+    candidate_vectors = embeddings[cols]
+    anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]
     columns = [
-        collaborative[rows, cols],
-        collaborative[rows, cols] / collab_max[rows],
-        covisitation[rows, cols],
-        covisitation[rows, cols] / covis_max[rows],
-        np.einsum("ij,ij->i", profile[rows], embeddings[cols]),
-        anchor_collab[rows, cols],
-        anchor_covis[rows, cols],
-        np.einsum("ij,ij->i", anchor_vectors, embeddings[cols]) * has_anchor[rows],
+        collaborative,
+        collaborative / np.maximum(state.collaborative.max(axis=1), 1e-9)[rows],
+        covisitation,
+        covisitation / np.maximum(state.covisitation.max(axis=1), 1e-9)[rows],
+        np.einsum("ij,ij->i", state.profile[rows], candidate_vectors),
+        anchor_collab,
+        anchor_covis,
+        np.einsum("ij,ij->i", anchor_vectors, candidate_vectors) * has_anchor[rows],
         components.log_counts[cols],
-        np.log1p(timeline.window_counts(cols, as_of, 7 * DAY)),
-        np.log1p(timeline.window_counts(cols, as_of, 30 * DAY)),
-        np.log1p(timeline.window_counts(cols, as_of, 365 * DAY)),
-        (as_of - timeline.first_seen(cols)) / DAY,
+        np.log1p(trend_7d),
+        np.log1p(trend_30d),
+        np.log1p(trend_365d),
+        (as_of - components.first_seen[cols]) / DAY,
         components.item_mean_value[cols],
         affinity,
         np.log1p(lengths[rows]),
     ]
-    bits = mask[rows, cols]
-    columns += [((bits >> r) & 1).astype(np.float32) for r in range(len(ROUTES))]
-    features = np.column_stack(columns).astype(np.float32)
-    return Candidates(rows=rows, items=cols, features=features, routes=bits, failed_routes=tuple(failed))
+    columns += [(bits >> r) & 1 for r in range(len(ROUTES))]
+    features = np.empty((len(rows), len(columns)), dtype=np.float32)
+    for j, column in enumerate(columns):
+        features[:, j] = column
+    return features
 
 
 def generate_batched(components: Components, requests: Requests, per_route: int = 100,

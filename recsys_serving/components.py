@@ -32,6 +32,12 @@ class ItemTimeline:
         lo = np.searchsorted(self.keys, base + as_of - seconds, side="right")
         return (hi - lo).astype(np.float32)
 
+    def windows(self, item_idx: np.ndarray, as_of: np.ndarray, seconds: tuple[int, ...]) -> list[np.ndarray]:
+        """``window_counts`` for several window lengths, sharing the search for ``as_of``."""
+        base = item_idx.astype(np.int64) * self.KEY_STRIDE + np.asarray(as_of, dtype=np.int64)
+        hi = np.searchsorted(self.keys, base, side="right")
+        return [(hi - np.searchsorted(self.keys, base - s, side="right")).astype(np.float32) for s in seconds]
+
     def first_seen(self, item_idx: np.ndarray) -> np.ndarray:
         """Timestamp of the first interaction with each item."""
         base = item_idx.astype(np.int64) * self.KEY_STRIDE
@@ -83,6 +89,16 @@ class Components:
     def category_matrix(self) -> np.ndarray:
         """Dense item x category multi-hot (at most a few hundred categories)."""
         return self.categories.toarray().astype(np.float32)
+
+    @cached_property
+    def category_counts(self) -> np.ndarray:
+        """How many categories each item carries."""
+        return self.category_matrix.sum(axis=1)
+
+    @cached_property
+    def first_seen(self) -> np.ndarray:
+        """Timestamp of each item's first interaction."""
+        return self.timeline.first_seen(np.arange(len(self.items)))
 
     @cached_property
     def log_counts(self) -> np.ndarray:

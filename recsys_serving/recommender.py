@@ -17,6 +17,7 @@ from recsys_serving.candidates import (
     Requests,
     generate,
     history_state,
+    route_orders,
     top_per_row,
 )
 from recsys_serving.components import Components
@@ -199,6 +200,8 @@ class Recommender:
         state = history_state(self.components, requests.histories, self.per_route)
         if state.failed_routes:
             return state
+        state.orders = route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]),
+                                    self.per_route)
         with self._state_lock:
             if key not in self._states:
                 self._states[key] = state
