@@ -19,13 +19,15 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
+from litestar.response.base import ASGIResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recsys_core.online_features import read_recent_items
 from recsys_serving.candidates import ROUTES
 from recsys_serving.recommender import Recommendation, Recommender
-from recsys_serving.service.cache import LocalCache, RedisCache, ServedList
+from recsys_serving.service.cache import Exposure, LocalCache, RedisCache, ServedList
 from recsys_serving.service.exposure import ExposureLog
 from recsys_serving.service.metrics import ServiceMetrics
 from recsys_serving.service.models import ModelManager, ReloadRefused
@@ -66,8 +68,13 @@ class RecommendationList:
     failed_routes: list[str]
 
 
-def _json(body: bytes) -> Response[RecommendationList]:
-    return Response(content=body, media_type=MediaType.JSON)
+# Bodies are encoded once (and cached encoded), so the handlers answer with the ASGI response
+# itself; the schema is documented through LIST_RESPONSES.
+LIST_RESPONSES = {200: ResponseSpec(data_container=RecommendationList, description="A ranked list")}
+
+
+def _json(body: bytes) -> ASGIResponse:
+    return ASGIResponse(body=body, media_type=MediaType.JSON)
 
 
 @dataclass
@@ -250,9 +257,10 @@ class Service:
             items.append(entry)
         body = {"items": items, "model_version": model.version, "arm": arm, "endpoint": endpoint,
                 "fallback": {"reason": rec.fallback} if rec.fallback else None, "failed_routes": list(rec.failed_routes)}
-        return ServedList(body=encode_json(body), items=tuple(i["item_id"] for i in items),
-                          routes=tuple(r for routes in rec.routes for r in routes), fallback=rec.fallback,
-                          failed_routes=tuple(rec.failed_routes), model_version=model.version, arm=arm)
+        ids = tuple(i["item_id"] for i in items)
+        return ServedList(body=encode_json(body), items=ids, routes=tuple(r for routes in rec.routes for r in routes),
+                          fallback=rec.fallback, failed_routes=tuple(rec.failed_routes), model_version=model.version,
+                          arm=arm, exposed=encode_json([{"item_id": i, "position": p} for p, i in enumerate(ids, 1)]))
 
     def _after(self, endpoint: str, served: ServedList, request_id: str, started: float, user_id, item_id, deployment,
                cached: bool) -> None:
@@ -265,11 +273,7 @@ class Service:
             m.child(m.route_failures, route).inc()
         m.route_items.add(served.routes)
         m.child(m.exposures, served.arm).inc()
-        self.exposures.write({"type": "exposure", "request_id": request_id, "time": time.time(),
-                              "user_id": user_id, "item_id": item_id, "endpoint": endpoint,
-                              "model_version": served.model_version, "arm": served.arm,
-                              "items": [{"item_id": i, "position": p} for p, i in enumerate(served.items, 1)],
-                              "fallback": served.fallback, "cached": cached})
+        self.exposures.write(Exposure(request_id, time.time(), user_id, item_id, endpoint, served, cached))
         if deployment.shadow is not None and self.shadow_pending < 100:
             self.shadow_pending += 1
             self.shadow_pool.submit(self._shadow, deployment.shadow, request_id, user_id, item_id, list(served.items))
@@ -297,9 +301,9 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-@get("/similar/{item_id:str}")
+@get("/similar/{item_id:str}", responses=LIST_RESPONSES)
 async def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
-                  explain: bool = False) -> Response[RecommendationList]:
+                  explain: bool = False) -> ASGIResponse:
     """Items similar to ``item_id`` (no personalisation)."""
     service = _service(request)
     args = ("similar", item_id, None, top_n, category, explain, False)
@@ -308,10 +312,10 @@ async def similar(request: Request, item_id: str, top_n: TopN = 10, category: li
     return _json(await anyio.to_thread.run_sync(service.serve, *args))
 
 
-@get("/recommend/detail/{item_id:str}")
+@get("/recommend/detail/{item_id:str}", responses=LIST_RESPONSES)
 async def recommend_detail(request: Request, item_id: str, user_id: str | None = None, top_n: TopN = 10,
                            category: list[str] | None = None, explain: bool = False,
-                           exclude_seen: bool = True) -> Response[RecommendationList]:
+                           exclude_seen: bool = True) -> ASGIResponse:
     """The list for the page of ``item_id``, personalised when ``user_id`` is known."""
     service = _service(request)
     args = ("recommend_detail", item_id, user_id, top_n, category, explain, exclude_seen)
@@ -320,9 +324,9 @@ async def recommend_detail(request: Request, item_id: str, user_id: str | None =
     return _json(await anyio.to_thread.run_sync(service.serve, *args))
 
 
-@get("/recommend/user/{user_id:str}", sync_to_thread=True)
+@get("/recommend/user/{user_id:str}", sync_to_thread=True, responses=LIST_RESPONSES)
 def recommend_user(request: Request, user_id: str, top_n: TopN = 10, category: list[str] | None = None,
-                   explain: bool = False, exclude_seen: bool = True) -> Response[RecommendationList]:
+                   explain: bool = False, exclude_seen: bool = True) -> ASGIResponse:
     """Personalised recommendations for ``user_id``."""
     return _json(_service(request).serve("recommend_user", None, user_id, top_n, category, explain, exclude_seen))
 

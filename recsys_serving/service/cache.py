@@ -23,11 +23,32 @@ class ServedList(NamedTuple):
     failed_routes: tuple
     model_version: str
     arm: str
+    exposed: bytes  # the items with their positions, as the exposure log writes them
 
     def response(self, request_id: str, cached: bool) -> bytes:
         """The body with the request id and whether the cache answered."""
         head = b'{"request_id":"%s","cached":%s,' % (request_id.encode(), b"true" if cached else b"false")
         return head + self.body[1:]
+
+
+class Exposure(NamedTuple):
+    """One served list for the exposure log, encoded by the log's writer thread, off the request."""
+
+    request_id: str
+    time: float
+    user_id: str | None
+    item_id: str | None
+    endpoint: str
+    served: ServedList
+    cached: bool
+
+    def encode(self, encoder: msgspec.json.Encoder) -> bytes:
+        served = self.served
+        head = encoder.encode({"type": "exposure", "request_id": self.request_id, "time": self.time,
+                               "user_id": self.user_id, "item_id": self.item_id, "endpoint": self.endpoint,
+                               "model_version": served.model_version, "arm": served.arm,
+                               "fallback": served.fallback, "cached": self.cached})
+        return head[:-1] + b',"items":' + served.exposed + b"}"
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -39,8 +60,8 @@ def _to_bytes(value: ServedList) -> bytes:
 
 
 def _from_bytes(raw: bytes) -> ServedList:
-    body, items, routes, fallback, failed, version, arm = _decode(raw)
-    return ServedList(body, tuple(items), tuple(routes), fallback, tuple(failed), version, arm)
+    body, items, routes, fallback, failed, version, arm, exposed = _decode(raw)
+    return ServedList(body, tuple(items), tuple(routes), fallback, tuple(failed), version, arm, exposed)
 
 
 class LocalCache:

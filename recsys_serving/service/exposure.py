@@ -24,8 +24,8 @@ class ExposureLog:
         self._thread = threading.Thread(target=self._run, name="exposure-log", daemon=True)
         self._thread.start()
 
-    def write(self, record: dict) -> None:
-        """Never blocks the request."""
+    def write(self, record) -> None:
+        """Never blocks the request. ``record``: a dict, or anything with ``encode(encoder) -> bytes``."""
         if len(self._pending) >= self.capacity:
             self.dropped += 1
             return
@@ -48,7 +48,10 @@ class ExposureLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._rotate()
             with self.path.open("ab") as handle:
-                handle.write(b"".join(self._encoder.encode(r) + b"\n" for r in batch))
+                handle.write(b"".join(self._encode(r) + b"\n" for r in batch))
+
+    def _encode(self, record) -> bytes:
+        return self._encoder.encode(record) if isinstance(record, dict) else record.encode(self._encoder)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
