@@ -211,6 +211,23 @@ class Recommender:
                 self._state_bytes -= evicted.nbytes
         return state
 
+    def warm_user_states(self, max_users: int) -> int:
+        """Build the history states of up to ``max_users`` users, most active first, while the
+        state cache has room, so their first live request after a (re)load is not a cold one.
+        Returns the number of users warmed."""
+        histories = self.components.histories
+        lengths = np.diff(histories.indptr)
+        warmed = 0
+        for row in np.argsort(-lengths, kind="stable")[:max_users]:
+            if lengths[row] == 0:
+                break
+            requests, _, keys = self._requests([histories.users[row]], [None])
+            state = self._user_state(keys[0], requests)
+            warmed += 1
+            if self._state_bytes + state.nbytes > self.state_cache_bytes:
+                break  # the next one would evict one of these
+        return warmed
+
     def category_mask(self, categories: list[str] | None) -> np.ndarray | None:
         """Items carrying any of ``categories`` (None: no filter)."""
         if not categories:

@@ -37,7 +37,9 @@ class ServiceSettings:
     the shared rollout state. MLFLOW_TRACKING_URI: when set and there is no registry file, the
     champion is fetched through the MLflow alias. RECSYS_DATA_DIR (data/): where the pipeline's
     drift reports are read from for /metrics. RECSYS_USER_STATE_CACHE_MB (256): per loaded model,
-    the users' history states kept for live requests (0: off). RECSYS_GC_FREEZE (1): move
+    the users' history states kept for live requests (0: off). RECSYS_WARM_USERS (2000): states
+    built for this many of the most active users when a model is loaded, before it serves (within
+    the cache size). RECSYS_GC_FREEZE (1): move
     everything loaded at start-up out of Python's garbage collection passes."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
@@ -54,6 +56,7 @@ class ServiceSettings:
     mlflow_tracking_uri: str = field(default_factory=lambda: _env("MLFLOW_TRACKING_URI", ""))
     data_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_DATA_DIR", str(PROJECT_ROOT / "data"))))
     user_state_cache_mb: float = field(default_factory=lambda: float(_env("RECSYS_USER_STATE_CACHE_MB", "256")))
+    warm_users: int = field(default_factory=lambda: int(_env("RECSYS_WARM_USERS", "2000")))
     gc_freeze: bool = field(default_factory=lambda: _env("RECSYS_GC_FREEZE", "1") == "1")
 
     @property

@@ -86,3 +86,25 @@ def test_exclusions_and_short_lists_hand_over_to_the_dense_path(recommender, lon
     for user, anchor, expected in zip(users[:5], anchors[:5], kept, strict=True):
         assert _same(recommender.recommend_many([user], [anchor], 10, exclude_seen=False)[0], expected)
     recommender._states.clear()
+
+
+def test_warming_builds_the_most_active_users_states_within_the_budget(recommender):
+    comp = recommender.components
+    lengths = np.diff(comp.histories.indptr)
+    recommender._states.clear()
+    recommender._state_bytes = 0
+    assert recommender.warm_user_states(5) == 5
+    most_active = set(np.argsort(-lengths, kind="stable")[:5].tolist())
+    assert set(recommender._states) == most_active
+    assert all(state.orders is not None for state in recommender._states.values())
+    one_state = recommender._state_bytes // 5
+    recommender._states.clear()
+    recommender._state_bytes = 0
+    budget = recommender.state_cache_bytes
+    recommender.state_cache_bytes = 3 * one_state
+    try:
+        assert recommender.warm_user_states(50) <= 4 and recommender._state_bytes <= 4 * one_state
+    finally:
+        recommender.state_cache_bytes = budget
+        recommender._states.clear()
+        recommender._state_bytes = 0

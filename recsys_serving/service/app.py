@@ -122,7 +122,8 @@ class Service:
                                                  socket_connect_timeout=0.05)
         self.models = ModelManager(settings.registry_path, settings.bundle, shared=self.redis,
                                    mlflow_uri=settings.mlflow_tracking_uri,
-                                   user_state_cache_bytes=int(settings.user_state_cache_mb * 2**20))
+                                   user_state_cache_bytes=int(settings.user_state_cache_mb * 2**20),
+                                   warm_users=settings.warm_users)
         self.exposures = ExposureLog(settings.exposure_log, int(settings.exposure_log_max_mb * 1e6))
         self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self.shadow_pending = 0

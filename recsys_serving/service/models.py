@@ -49,9 +49,9 @@ def user_bucket(user_id: str | None) -> float:
 
 class ModelManager:
     def __init__(self, registry_path: Path, bundle: str = "", shared=None, mlflow_uri: str = "",
-                 model_name: str = "recsys", user_state_cache_bytes: int | None = None) -> None:
+                 model_name: str = "recsys", user_state_cache_bytes: int | None = None, warm_users: int = 0) -> None:
         self.registry_path = Path(registry_path)
-        self.user_state_cache_bytes = user_state_cache_bytes
+        self.user_state_cache_bytes, self.warm_users = user_state_cache_bytes, warm_users
         self.bundle = bundle
         self.mlflow_uri, self.model_name = mlflow_uri, model_name
         self.shared = shared  # a redis client, or None
@@ -115,6 +115,7 @@ class ModelManager:
         smoke = smoke_queries(recommender)
         if not smoke.passed:
             raise ReloadRefused(f"bundle {path} refused: {smoke.reason}")
+        recommender.warm_user_states(self.warm_users)
         self._cache = {key: recommender, **{k: v for k, v in list(self._cache.items())[:3]}}
         return recommender
 
