@@ -1,10 +1,16 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "RECSYS_RANKER_CACHE" not in os.environ:  # compiled rankers of test models stay out of ~/.cache
+    os.environ["RECSYS_RANKER_CACHE"] = tempfile.mkdtemp(prefix="recsys-test-rankers-")
+    atexit.register(shutil.rmtree, os.environ["RECSYS_RANKER_CACHE"], True)
 
 
 def interactions(rows: list[tuple]) -> pd.DataFrame:
