@@ -25,12 +25,7 @@ class ItemTimeline:
 
     def window_counts(self, item_idx: np.ndarray, as_of: np.ndarray, seconds: int | None = None) -> np.ndarray:
         """Interactions with each item in ``(as_of - seconds, as_of]``."""
-        seconds = self.trending_seconds if seconds is None else seconds
-        base = item_idx.astype(np.int64) * self.KEY_STRIDE
-        as_of = np.asarray(as_of, dtype=np.int64)
-        hi = np.searchsorted(self.keys, base + as_of, side="right")
-        lo = np.searchsorted(self.keys, base + as_of - seconds, side="right")
-        return (hi - lo).astype(np.float32)
+        return self.windows(item_idx, as_of, (self.trending_seconds if seconds is None else seconds,))[0]
 
     def windows(self, item_idx: np.ndarray, as_of: np.ndarray, seconds: tuple[int, ...]) -> list[np.ndarray]:
         """``window_counts`` for several window lengths, sharing the search for ``as_of``."""
