@@ -8,11 +8,15 @@ learnt from are exactly the ones it sees in production.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsys_serving.components import Components
+
+if TYPE_CHECKING:
+    from recsys_serving.lone_request import RouteOrders
 
 ROUTES = ("collaborative", "covisitation", "content", "trending", "popular")
 FEATURES = (
@@ -102,7 +106,7 @@ def _gather_rows(matrix: sp.csr_matrix, request_rows: np.ndarray, item_rows: np.
     return np.bincount(target, weights=values, minlength=batch * n_cols).reshape(batch, n_cols).astype(np.float32)
 
 
-def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
+def top_mask(scores: np.ndarray, n: int) -> np.ndarray:
     """Per row, the ``n`` best positive scores as a mask, ties broken by the lower item index:
     a function of the scores alone, so every method that finds it agrees."""
     n = min(n, scores.shape[1])
@@ -114,12 +118,6 @@ def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
     if len(excess):
         tied[excess] &= np.cumsum(tied[excess], axis=1, dtype=np.int32) <= need[excess, None]
     return (above | tied) & (scores > 0)
-
-
-def _best_first(scores: np.ndarray, n: int) -> np.ndarray:
-    """The item indices ``_top_mask`` picks from one row, best first."""
-    picked = np.flatnonzero(_top_mask(scores[None, :], n)[0])
-    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 def _scatter(scores: np.ndarray, indices: np.ndarray, batch: int, n_items: int) -> np.ndarray:
@@ -148,7 +146,7 @@ class HistoryState:
     content: np.ndarray
     user_categories: np.ndarray
     failed_routes: tuple = ()
-    orders: RouteOrders | None = None
+    orders: RouteOrders | None = None  # set by lone_request.route_orders for a cached user
 
     @property
     def nbytes(self) -> int:
@@ -156,25 +154,6 @@ class HistoryState:
         if self.orders is not None:
             arrays += [*self.orders.best_first, self.orders.seen, *self.orders.trends, self.orders.affinity]
         return sum(a.nbytes for a in arrays)
-
-
-@dataclass
-class RouteOrders:
-    """One history's candidates per route, best first, with the history already excluded, so a
-    lone request only drops its anchor and exclusions instead of ranking the catalog again.
-    Each list holds ``SLACK`` more than the route proposes; ``complete`` marks lists that hold
-    every candidate the route has. ``trends`` and ``affinity``: the history's per-item features
-    over the whole catalog at ``as_of``, computed as the candidate features are."""
-
-    best_first: tuple[np.ndarray, ...]
-    complete: tuple[bool, ...]
-    seen: np.ndarray
-    as_of: int
-    trends: tuple[np.ndarray, ...]
-    affinity: np.ndarray
-
-
-SLACK = 16
 
 
 def _isolated(failed: list, route: str, compute):
@@ -213,12 +192,12 @@ def history_state(components: Components, histories: list[np.ndarray], per_route
     )
 
 
-def _route_sizes(per_route: int) -> tuple[int, ...]:
+def route_sizes(per_route: int) -> tuple[int, ...]:
     """How many candidates each route of ROUTES proposes."""
     return per_route, per_route, per_route // 2, per_route // 2, per_route // 2
 
 
-def _trending_scores(components: Components, as_of: np.ndarray) -> np.ndarray:
+def trending_scores(components: Components, as_of: np.ndarray) -> np.ndarray:
     """Dense (requests x items): the trending list at each request's time as descending scores."""
     lists = components.timeline.trending_at(as_of)
     trending = np.zeros((len(lists), len(components.items)), dtype=np.float32)
@@ -227,108 +206,13 @@ def _trending_scores(components: Components, as_of: np.ndarray) -> np.ndarray:
     return trending
 
 
-def route_orders(components: Components, state: HistoryState, history: np.ndarray, as_of: int,
-                 per_route: int = 100) -> RouteOrders:
-    """The ``RouteOrders`` of one history (``state`` is its ``history_state``)."""
-    seen = np.zeros(len(components.items), dtype=bool)
-    seen[history] = True
-    rows = (state.collaborative[0], state.covisitation[0], state.content[0],
-            _trending_scores(components, np.array([as_of]))[0], components.log_counts)
-    best_first = tuple(_best_first(np.where(seen, 0.0, scores), n + SLACK)
-                       for scores, n in zip(rows, _route_sizes(per_route), strict=True))
-    complete = tuple(len(order) < n + SLACK for order, n in zip(best_first, _route_sizes(per_route), strict=True))
-    everything = np.arange(len(components.items))
-    trends = tuple(components.timeline.windows(everything, np.full(len(everything), as_of), TREND_WINDOWS))
-    affinity = _affinity(components, np.broadcast_to(state.user_categories[0], (len(everything),
-                                                                                  state.user_categories.shape[1])), everything)
-    return RouteOrders(best_first=best_first, complete=complete, seen=seen, as_of=int(as_of), trends=trends,
-                       affinity=affinity)
-
-
-def _row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices (ascending) and values of one row of a canonical CSR matrix, as the dense
-    gathers see them (float32)."""
-    lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
-    return matrix.indices[lo:hi].astype(np.int64), matrix.data[lo:hi].astype(np.float32)
-
-
-def _values_at(row: tuple[np.ndarray, np.ndarray], items: np.ndarray) -> np.ndarray:
-    cols, values = row
-    if not len(cols):
-        return np.zeros(len(items), dtype=np.float32)
-    pos = np.minimum(np.searchsorted(cols, items), len(cols) - 1)
-    return np.where(cols[pos] == items, values[pos], np.float32(0.0))
-
-
-def _unblocked(items: np.ndarray, blocked: np.ndarray) -> np.ndarray:
-    if len(blocked) == 1:  # the anchor alone, the common case: no set operation
-        return items[items != blocked[0]]
-    return items[~np.isin(items, blocked)] if len(blocked) else items
-
-
-def _take(order: np.ndarray, blocked: np.ndarray, n: int, complete: bool) -> np.ndarray | None:
-    """The first ``n`` of ``order`` that are not blocked; None when too many were blocked from a
-    list that was cut short."""
-    kept = _unblocked(order, blocked)
-    if len(kept) < n and not complete:
-        return None
-    return kept[:n]
-
-
-def _generate_one(components: Components, requests: Requests, per_route: int, state: HistoryState) -> Candidates | None:
-    """``generate`` for a lone request from its history's route orders, touching only the
-    candidates instead of the catalog; None when it cannot answer exactly and the dense path must."""
-    orders = state.orders
-    if (orders is None or state.failed_routes or int(requests.as_of[0]) != orders.as_of
-            or (requests.keep_seen is not None and requests.keep_seen[0])):
-        return None
-    anchor, blocked = int(requests.anchors[0]), requests.exclude[0].astype(np.int64)
-    no_row = (np.empty(0, np.int64), np.empty(0, np.float32))
-    try:
-        anchor_collab = _row(components.ease, anchor) if anchor >= 0 else no_row
-        anchor_covis = _row(components.covisitation, anchor) if anchor >= 0 else no_row
-    except Exception:  # noqa: BLE001 - the dense path cuts the failing route off and counts it
-        return None
-    sizes = _route_sizes(per_route)
-    picks = []
-    for r, (order, n, complete) in enumerate(zip(orders.best_first, sizes, orders.complete, strict=True)):
-        pick = _take(order, blocked, n, complete)
-        if pick is None:
-            return None
-        if r == 1 and len(anchor_covis[0]):
-            # co-visitation adds the anchor's row: anything it lifts is in the row, anything else
-            # ranks by the history's score, where the first n unblocked of the order beat it
-            lifted = anchor_covis[0][~orders.seen[anchor_covis[0]]]
-            pool = _unblocked(np.union1d(order, lifted), blocked)
-            values = state.covisitation[0, pool] + _values_at(anchor_covis, pool)
-            positive = values > 0
-            pool, values = pool[positive], values[positive]
-            pick = pool[np.lexsort((pool, -values))[:n]]
-        picks.append(pick)
-    cols, inverse = np.unique(np.concatenate(picks), return_inverse=True)
-    bits = np.zeros(len(cols), dtype=np.uint8)
-    route_bits = np.repeat((1 << np.arange(len(picks))).astype(np.uint8), [len(p) for p in picks])
-    np.bitwise_or.at(bits, inverse, route_bits)
-    rows = np.zeros(len(cols), dtype=np.int64)
-    features = _features(components, requests, state, rows, cols, bits, _values_at(anchor_collab, cols),
-                         _values_at(anchor_covis, cols), orders)
-    return Candidates(rows=rows, items=cols, features=features, routes=bits)
-
-
 def generate(components: Components, requests: Requests, per_route: int = 100,
              state: HistoryState | None = None) -> Candidates:
-    """Candidates of every route for every request, with the ranker's feature matrix. ``state``:
-    the requests' ``history_state``, when the caller already has it (with route orders, a lone
-    request skips the catalog-wide work)."""
+    """Candidates of every route for every request, with the ranker's feature matrix, from dense
+    (requests x catalog) scores. ``state``: the requests' ``history_state``, when the caller
+    already has it. ``lone_request.generate_one`` answers a lone request identically without
+    the catalog-wide work."""
     state = state if state is not None else history_state(components, requests.histories, per_route)
-    if len(requests.histories) == 1 and state.orders is not None:
-        found = _generate_one(components, requests, per_route, state)
-        if found is not None:
-            return found
-    return _generate_dense(components, requests, per_route, state)
-
-
-def _generate_dense(components: Components, requests: Requests, per_route: int, state: HistoryState) -> Candidates:
     n_items = len(components.items)
     batch = len(requests.histories)
     lengths = np.array([len(h) for h in requests.histories], dtype=np.int64)
@@ -353,17 +237,17 @@ def _generate_dense(components: Components, requests: Requests, per_route: int, 
     for row, items in enumerate(requests.exclude):
         unavailable[row, items] = True
     proposals = (state.collaborative, state.covisitation + anchor_covis, state.content,
-                 _trending_scores(components, requests.as_of), np.broadcast_to(components.log_counts, (batch, n_items)))
+                 trending_scores(components, requests.as_of), np.broadcast_to(components.log_counts, (batch, n_items)))
     mask = np.zeros((batch, n_items), dtype=np.uint8)
-    for bit, (scores, n) in enumerate(zip(proposals, _route_sizes(per_route), strict=True)):
-        mask |= _top_mask(np.where(unavailable, 0.0, scores), n).astype(np.uint8) << np.uint8(bit)
+    for bit, (scores, n) in enumerate(zip(proposals, route_sizes(per_route), strict=True)):
+        mask |= top_mask(np.where(unavailable, 0.0, scores), n).astype(np.uint8) << np.uint8(bit)
     rows, cols = np.nonzero(mask)
-    features = _features(components, requests, state, rows, cols, mask[rows, cols], anchor_collab[rows, cols],
-                         anchor_covis[rows, cols])
+    features = candidate_features(components, requests, state, rows, cols, mask[rows, cols],
+                                  anchor_collab[rows, cols], anchor_covis[rows, cols])
     return Candidates(rows=rows, items=cols, features=features, routes=mask[rows, cols], failed_routes=tuple(failed))
 
 
-def _affinity(components: Components, user_categories: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def category_affinity(components: Components, user_categories: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Share of each candidate's categories in its user's history (row i: candidate ``cols[i]``)."""
     item_categories = components.category_matrix[cols]
     affinity = np.einsum("ij,ij->i", item_categories, user_categories)
@@ -371,7 +255,7 @@ def _affinity(components: Components, user_categories: np.ndarray, cols: np.ndar
     return affinity
 
 
-def _features(components: Components, requests: Requests, state: HistoryState, rows: np.ndarray, cols: np.ndarray,
+def candidate_features(components: Components, requests: Requests, state: HistoryState, rows: np.ndarray, cols: np.ndarray,
               bits: np.ndarray, anchor_collab: np.ndarray, anchor_covis: np.ndarray,
               orders: RouteOrders | None = None) -> np.ndarray:
     """The ranker's feature matrix (FEATURES) of candidates ``(rows, cols)``; ``anchor_*``: the
@@ -386,7 +270,7 @@ def _features(components: Components, requests: Requests, state: HistoryState, r
         affinity = orders.affinity[cols]
         trend_7d, trend_30d, trend_365d = (trend[cols] for trend in orders.trends)
     else:
-        affinity = _affinity(components, state.user_categories[rows], cols)
+        affinity = category_affinity(components, state.user_categories[rows], cols)
         trend_7d, trend_30d, trend_365d = timeline.windows(cols, as_of, TREND_WINDOWS)
     candidate_vectors = embeddings[cols]
     anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]

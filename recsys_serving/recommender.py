@@ -17,10 +17,10 @@ from recsys_serving.candidates import (
     Requests,
     generate,
     history_state,
-    route_orders,
     top_per_row,
 )
 from recsys_serving.components import Components
+from recsys_serving.lone_request import generate_one, route_orders
 
 BATCH_CELLS = 20_000_000
 SIMILAR_DEPTH = 100
@@ -300,7 +300,10 @@ class Recommender:
                          exclude_seen: bool = True) -> dict[str | None, list[Recommendation]]:
         requests, reasons, keys = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
         key = keys[0] if len(user_ids) == 1 and self.state_cache_bytes > 0 else None
-        candidates = generate(self.components, requests, self.per_route, self._user_state(key, requests))
+        state = self._user_state(key, requests)
+        candidates = generate_one(self.components, requests, self.per_route, state)
+        if candidates is None:
+            candidates = generate(self.components, requests, self.per_route, state)
         out = {}
         for variant in variants:
             scores = self.score(candidates, variant)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from recsys_serving import candidates
+from recsys_serving import lone_request
+from recsys_serving import recommender as recommender_module
 from recsys_serving.bundle import load_bundle
-from recsys_serving.candidates import _top_mask
+from recsys_serving.candidates import top_mask
 from tests.bundles import build_bundle
 
 
@@ -18,16 +19,17 @@ def recommender(tmp_path_factory):
 
 @pytest.fixture
 def lone_paths(monkeypatch):
-    """Counts how often the lone path answered and how often it handed over to the dense one."""
+    """Counts how often the lone path answered a lone request and how often it handed over."""
     counts = {"lone": 0, "dense": 0}
-    original = candidates._generate_one
+    original = lone_request.generate_one
 
-    def counted(*args):
-        found = original(*args)
-        counts["lone" if found is not None else "dense"] += 1
+    def counted(components, requests, *args):
+        found = original(components, requests, *args)
+        if len(requests.histories) == 1:
+            counts["lone" if found is not None else "dense"] += 1
         return found
 
-    monkeypatch.setattr(candidates, "_generate_one", counted)
+    monkeypatch.setattr(recommender_module, "generate_one", counted)
     return counts
 
 
@@ -48,8 +50,8 @@ def _same(a, b):
 
 def test_top_mask_breaks_ties_by_the_lower_index():
     scores = np.array([[0.0, 3.0, 1.0, 1.0, 1.0, 2.0, 1.0]], dtype=np.float32)
-    assert np.flatnonzero(_top_mask(scores, 4)[0]).tolist() == [1, 2, 3, 5]
-    assert np.flatnonzero(_top_mask(scores, 7)[0]).tolist() == [1, 2, 3, 4, 5, 6]  # never a zero score
+    assert np.flatnonzero(top_mask(scores, 4)[0]).tolist() == [1, 2, 3, 5]
+    assert np.flatnonzero(top_mask(scores, 7)[0]).tolist() == [1, 2, 3, 4, 5, 6]  # never a zero score
 
 
 def test_lone_requests_equal_the_batch_path(recommender, lone_paths):
@@ -65,7 +67,7 @@ def test_lone_requests_equal_the_batch_path(recommender, lone_paths):
 
 def test_exclusions_and_short_lists_hand_over_to_the_dense_path(recommender, lone_paths, monkeypatch):
     """With no slack, excluding each route's best item empties a cut list: the dense path answers."""
-    monkeypatch.setattr(candidates, "SLACK", 0)
+    monkeypatch.setattr(lone_request, "SLACK", 0)
     recommender._states.clear()
     users, anchors = _pairs(recommender, 30)
     comp = recommender.components
