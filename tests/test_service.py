@@ -334,3 +334,18 @@ def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, 
         checked = subprocess.run(["promtool", "check", "rules", str(DEPLOYMENT / "prometheus" / "alerts.yml")],
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_cached_lists_are_not_tracked_by_the_garbage_collector(models, tmp_path):
+    """A cache of containers made every full collection walk it (the service's long tail)."""
+    import gc
+
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        for path in ("/similar/i5?top_n=3", "/recommend/detail/i5?user_id=u3", "/recommend/user/u4"):
+            first, again = client.get(path).json(), client.get(path).json()
+            assert again["cached"] and again["items"] == first["items"] and again["request_id"] != first["request_id"]
+        entries = list(client.app.state.service.local_cache._data.values())
+        assert len(entries) == 3
+        for _ in range(3):  # a tuple is untracked in a pass that finds its contents untracked
+            gc.collect()
+        assert not any(gc.is_tracked(entry) or gc.is_tracked(entry[1]) for entry in entries)

@@ -27,11 +27,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from recsys_core.online_features import read_recent_items
 from recsys_serving.candidates import ROUTES
 from recsys_serving.recommender import Recommendation, Recommender
-from recsys_serving.service.cache import Exposure, LocalCache, RedisCache, ServedList
+from recsys_serving.service.cache import LocalCache, RedisCache
 from recsys_serving.service.exposure import ExposureLog
 from recsys_serving.service.metrics import ServiceMetrics
 from recsys_serving.service.models import ModelManager, ReloadRefused
 from recsys_serving.service.platform_metrics import PlatformCollector
+from recsys_serving.service.served import Exposure, ServedList
 from recsys_serving.settings import ServiceSettings
 
 encode_json = msgspec.json.Encoder().encode

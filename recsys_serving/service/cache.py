@@ -5,51 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import NamedTuple
 
 import msgspec
 
-
-class ServedList(NamedTuple):
-    """A served list as the caches keep it: the JSON body without the per-request fields, and
-    what the request's bookkeeping reads. Only bytes, strings and tuples of them, so Python's
-    garbage collector stops tracking cached entries: a cache of dicts made every full
-    collection walk them all, the service's long latency tail."""
-
-    body: bytes
-    items: tuple
-    routes: tuple  # every served item's routes, flattened (the per-route tally)
-    fallback: str | None
-    failed_routes: tuple
-    model_version: str
-    arm: str
-    exposed: bytes  # the items with their positions, as the exposure log writes them
-
-    def response(self, request_id: str, cached: bool) -> bytes:
-        """The body with the request id and whether the cache answered."""
-        head = b'{"request_id":"%s","cached":%s,' % (request_id.encode(), b"true" if cached else b"false")
-        return head + self.body[1:]
-
-
-class Exposure(NamedTuple):
-    """One served list for the exposure log, encoded by the log's writer thread, off the request."""
-
-    request_id: str
-    time: float
-    user_id: str | None
-    item_id: str | None
-    endpoint: str
-    served: ServedList
-    cached: bool
-
-    def encode(self, encoder: msgspec.json.Encoder) -> bytes:
-        served = self.served
-        head = encoder.encode({"type": "exposure", "request_id": self.request_id, "time": self.time,
-                               "user_id": self.user_id, "item_id": self.item_id, "endpoint": self.endpoint,
-                               "model_version": served.model_version, "arm": served.arm,
-                               "fallback": served.fallback, "cached": self.cached})
-        return head[:-1] + b',"items":' + served.exposed + b"}"
-
+from recsys_serving.service.served import ServedList
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(tuple).decode
@@ -65,13 +24,15 @@ def _from_bytes(raw: bytes) -> ServedList:
 
 
 class LocalCache:
-    """Bounded LRU with a time to live, safe across threads; values are kept as given."""
+    """Bounded LRU with a time to live, safe across threads. Entries are kept as plain tuples of
+    bytes, strings and tuples of strings, which CPython's collector stops tracking (a named tuple
+    it would keep walking)."""
 
     backend = "local"
 
     def __init__(self, ttl: float, size: int) -> None:
         self.ttl, self.size = ttl, size
-        self._data: OrderedDict[str, tuple[float, ServedList]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, tuple]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> ServedList | None:
@@ -81,11 +42,11 @@ class LocalCache:
                 self._data.pop(key, None)
                 return None
             self._data.move_to_end(key)
-            return hit[1]
+        return ServedList._make(hit[1])
 
     def set(self, key: str, value: ServedList) -> None:
         with self._lock:
-            self._data[key] = (time.monotonic() + self.ttl, value)
+            self._data[key] = (time.monotonic() + self.ttl, tuple(value))
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
