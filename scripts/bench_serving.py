@@ -86,7 +86,7 @@ def wrk(port: int, paths: Path, seconds: int) -> dict:
     out = subprocess.run(
         pinned(["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s",
                 str(ROOT / "wrk_paths.lua"), f"http://127.0.0.1:{port}"], 1),
-        env={**os.environ, "WRK_PATHS": str(paths)}, capture_output=True, text=True, check=True)
+        env={**os.environ, "WRK_PATHS": str(paths), "WRK_THREADS": str(threads)}, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     errors = result.pop("errors") + result.pop("status_errors")
     return {"rps": round(result["requests"] / result.pop("duration_s"), 1), "p50_ms": result["p50_ms"],

@@ -1,24 +1,27 @@
--- Cycles through the request paths in WRK_PATHS (one per line), each thread from its own offset,
--- and prints the summary as JSON on completion.
+-- Sends the request paths in WRK_PATHS (one per line) in order; with WRK_THREADS threads, thread k
+-- takes paths k, k + WRK_THREADS, ... so no two threads send the same part of the stream (which
+-- would turn one thread's requests into cache hits for the other). Prints the summary as JSON.
 local paths = {}
 local counter = 0
 local file = os.getenv("WRK_PATHS")
+local stride = tonumber(os.getenv("WRK_THREADS") or "1")
 
 function setup(thread)
+  thread:set("index", counter)
   counter = counter + 1
-  thread:set("offset", counter * 7919)
 end
 
 function init(args)
   for line in io.lines(file) do
     paths[#paths + 1] = line
   end
-  position = offset or 0
+  position = index or 0
 end
 
 function request()
-  position = position + 1
-  return wrk.format("GET", paths[(position % #paths) + 1])
+  local path = paths[(position % #paths) + 1]
+  position = position + stride
+  return wrk.format("GET", path)
 end
 
 function done(summary, latency, requests)
