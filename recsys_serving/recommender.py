@@ -187,29 +187,48 @@ class Recommender:
         )
         return requests, reasons, keys
 
-    def _user_state(self, key: int | None, requests: Requests) -> HistoryState | None:
+    def _user_state(self, key: int | None, requests: Requests, orders: bool = False) -> HistoryState | None:
         """A known user's history state, from the LRU when there (requests without activity
-        newer than the bundle only); a state with a failed route is never kept."""
+        newer than the bundle only); a state with a failed route is never kept. A user's route
+        orders are added on the second request (or with ``orders``): most of the catalog-wide work
+        they save, they also cost, so a one-off user does not pay for them."""
         if key is None:
             return None
         with self._state_lock:
             state = self._states.get(key)
             if state is not None:
                 self._states.move_to_end(key)
+        if state is None:
+            state = history_state(self.components, requests.histories, self.per_route)
+            if state.failed_routes:
                 return state
-        state = history_state(self.components, requests.histories, self.per_route)
-        if state.failed_routes:
-            return state
+            if orders:
+                self._add_orders(state, requests)
+            self._keep(key, state, 0)
+        elif state.orders is None:
+            counted = state.nbytes
+            self._add_orders(state, requests)
+            self._keep(key, state, counted)
+        return state
+
+    def _add_orders(self, state: HistoryState, requests: Requests) -> None:
         state.orders = route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]),
                                     self.per_route)
+
+    def _keep(self, key: int, state: HistoryState, counted: int) -> None:
+        """Keep ``state`` under ``key``; ``counted``: its bytes the cache already accounts for."""
         with self._state_lock:
-            if key not in self._states:
+            current = self._states.get(key)
+            if current is None:
                 self._states[key] = state
                 self._state_bytes += state.nbytes
+            elif current is state:
+                self._state_bytes += state.nbytes - counted
+            else:
+                return  # another thread kept its own copy first
             while self._state_bytes > self.state_cache_bytes and self._states:
                 _, evicted = self._states.popitem(last=False)
                 self._state_bytes -= evicted.nbytes
-        return state
 
     def warm_user_states(self, max_users: int) -> int:
         """Build the history states of up to ``max_users`` users, most active first, while the
@@ -222,7 +241,7 @@ class Recommender:
             if lengths[row] == 0:
                 break
             requests, _, keys = self._requests([histories.users[row]], [None])
-            state = self._user_state(keys[0], requests)
+            state = self._user_state(keys[0], requests, orders=True)
             warmed += 1
             if self._state_bytes + state.nbytes > self.state_cache_bytes:
                 break  # the next one would evict one of these

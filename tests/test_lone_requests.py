@@ -55,14 +55,17 @@ def test_top_mask_breaks_ties_by_the_lower_index():
 
 
 def test_lone_requests_equal_the_batch_path(recommender, lone_paths):
+    """A user's first request goes the dense way and leaves the state; later ones use its orders."""
     users, anchors = _pairs(recommender)
     recommender._states.clear()
+    recommender._state_bytes = 0
     for k, categories in ((10, None), (3, None), (10, [recommender.components.category_names[0]])):
         batch = recommender.recommend_many(users, anchors, k, categories=categories)
         for user, anchor, expected in zip(users, anchors, batch, strict=True):
             lone = recommender.recommend_many([user], [anchor], k, categories=categories)[0]
             assert _same(lone, expected), (user, anchor, k, categories)
-    assert lone_paths["lone"] == 3 * len(users) and lone_paths["dense"] == 0
+    assert lone_paths["dense"] == len(users) and lone_paths["lone"] == 2 * len(users)
+    assert recommender._state_bytes == sum(state.nbytes for state in recommender._states.values())
 
 
 def test_exclusions_and_short_lists_hand_over_to_the_dense_path(recommender, lone_paths, monkeypatch):
@@ -73,7 +76,8 @@ def test_exclusions_and_short_lists_hand_over_to_the_dense_path(recommender, lon
     comp = recommender.components
     excluded = []
     for user in users:
-        recommender.recommend_many([user], [None], 10)  # fills the state cache
+        recommender.recommend_many([user], [None], 10)  # keeps the user's state
+        recommender.recommend_many([user], [None], 10)  # adds its route orders
         state = recommender._states[int(comp.histories.user_index(np.array([user]))[0])]
         excluded.append([comp.items[order[0]] for order in state.orders.best_first if len(order)])
     lone_before = lone_paths["lone"]
