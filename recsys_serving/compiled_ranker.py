@@ -1,9 +1,10 @@
 """The LightGBM ranker compiled to machine code with lleaves, for the request path.
 
-LightGBM's own ``predict`` spends most of a live request's ranking time in call overhead and
-OpenMP threads; the compiled forest gives the same scores (to ~1e-15) about 8x faster on a
-few hundred candidates. Compiled code is specific to the CPU it was built for, so it is built
-where the bundle is loaded and cached by ranker checksum and host CPU, never shipped in a bundle.
+For the few hundred candidates of a live request, the compiled forest gives the same scores
+(to ~1e-15) in 0.24 ms where LightGBM's ``predict`` takes 0.54 ms with its two OpenMP threads
+(1.0 ms with one), measured on varied requests of the sample model. Compiled code is specific
+to the CPU it was built for, so it is built where the bundle is loaded and cached by ranker
+checksum and host CPU, never shipped in a bundle.
 """
 
 from __future__ import annotations
