@@ -203,32 +203,31 @@ class Recommender:
             if state.failed_routes:
                 return state
             if orders:
-                self._add_orders(state, requests)
-            self._keep(key, state, 0)
+                state.orders = self._route_orders(state, requests)
+            with self._state_lock:
+                if key not in self._states:
+                    self._states[key] = state
+                    self._state_bytes += state.nbytes
+                self._evict()
         elif state.orders is None:
-            counted = state.nbytes
-            self._add_orders(state, requests)
-            self._keep(key, state, counted)
+            found = self._route_orders(state, requests)
+            with self._state_lock:
+                if state.orders is None:  # not added by another thread meanwhile
+                    before = state.nbytes
+                    state.orders = found
+                    if self._states.get(key) is state:
+                        self._state_bytes += state.nbytes - before
+                        self._evict()
         return state
 
-    def _add_orders(self, state: HistoryState, requests: Requests) -> None:
-        state.orders = route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]),
-                                    self.per_route)
+    def _route_orders(self, state: HistoryState, requests: Requests):
+        return route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]), self.per_route)
 
-    def _keep(self, key: int, state: HistoryState, counted: int) -> None:
-        """Keep ``state`` under ``key``; ``counted``: its bytes the cache already accounts for."""
-        with self._state_lock:
-            current = self._states.get(key)
-            if current is None:
-                self._states[key] = state
-                self._state_bytes += state.nbytes
-            elif current is state:
-                self._state_bytes += state.nbytes - counted
-            else:
-                return  # another thread kept its own copy first
-            while self._state_bytes > self.state_cache_bytes and self._states:
-                _, evicted = self._states.popitem(last=False)
-                self._state_bytes -= evicted.nbytes
+    def _evict(self) -> None:
+        """Drop the least recently used states until the cache fits its budget (lock held)."""
+        while self._state_bytes > self.state_cache_bytes and self._states:
+            _, evicted = self._states.popitem(last=False)
+            self._state_bytes -= evicted.nbytes
 
     def warm_user_states(self, max_users: int) -> int:
         """Build the history states of up to ``max_users`` users, most active first, while the
