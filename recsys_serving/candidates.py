@@ -151,9 +151,7 @@ class HistoryState:
     @property
     def nbytes(self) -> int:
         arrays = [self.collaborative, self.covisitation, self.profile, self.content, self.user_categories]
-        if self.orders is not None:
-            arrays += [*self.orders.best_first, self.orders.seen, *self.orders.trends, self.orders.affinity]
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in arrays) + (self.orders.nbytes if self.orders is not None else 0)
 
 
 def _isolated(failed: list, route: str, compute):
@@ -255,9 +253,9 @@ def category_affinity(components: Components, user_categories: np.ndarray, cols:
     return affinity
 
 
-def candidate_features(components: Components, requests: Requests, state: HistoryState, rows: np.ndarray, cols: np.ndarray,
-              bits: np.ndarray, anchor_collab: np.ndarray, anchor_covis: np.ndarray,
-              orders: RouteOrders | None = None) -> np.ndarray:
+def candidate_features(components: Components, requests: Requests, state: HistoryState, rows: np.ndarray,
+                       cols: np.ndarray, bits: np.ndarray, anchor_collab: np.ndarray, anchor_covis: np.ndarray,
+                       orders: RouteOrders | None = None) -> np.ndarray:
     """The ranker's feature matrix (FEATURES) of candidates ``(rows, cols)``; ``anchor_*``: the
     anchor's route scores of each candidate; ``orders``: a lone request's per-item features."""
     embeddings = components.embeddings

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys_serving.settings import compile_ranker_enabled, ranker_cache_dir
+
 log = logging.getLogger(__name__)
 PARALLEL_ROWS = 4096  # below this, one thread: starting threads costs more than it saves
 
@@ -78,8 +80,6 @@ def compile_ranker(booster, cache_dir: Path) -> CompiledRanker | None:
 def serving_ranker(booster, compiled: bool | None = None):
     """The ranker that serves ``booster``: compiled (None: when RECSYS_COMPILE_RANKER=1) unless
     compilation fails, else the booster itself."""
-    from recsys_serving.settings import compile_ranker_enabled, ranker_cache_dir
-
     if not (compile_ranker_enabled() if compiled is None else compiled):
         return booster
     return compile_ranker(booster, ranker_cache_dir()) or booster

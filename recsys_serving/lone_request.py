@@ -44,6 +44,10 @@ class RouteOrders:
     trends: tuple[np.ndarray, ...]
     affinity: np.ndarray
 
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (*self.best_first, self.seen, *self.trends, self.affinity))
+
 
 SLACK = 16
 
@@ -107,7 +111,7 @@ def generate_one(components: Components, requests: Requests, per_route: int,
     """``generate`` for a lone request from its history's route orders, touching only the
     candidates instead of the catalog; None when it cannot answer exactly and ``generate`` must."""
     orders = state.orders if state is not None else None
-    if (len(requests.histories) != 1 or orders is None or state.failed_routes or int(requests.as_of[0]) != orders.as_of
+    if (len(requests.histories) != 1 or orders is None or int(requests.as_of[0]) != orders.as_of
             or (requests.keep_seen is not None and requests.keep_seen[0])):
         return None
     anchor, blocked = int(requests.anchors[0]), requests.exclude[0].astype(np.int64)

@@ -20,7 +20,7 @@ from recsys_serving.candidates import (
     top_per_row,
 )
 from recsys_serving.components import Components
-from recsys_serving.lone_request import generate_one, route_orders
+from recsys_serving.lone_request import RouteOrders, generate_one, route_orders
 
 BATCH_CELLS = 20_000_000
 SIMILAR_DEPTH = 100
@@ -220,7 +220,7 @@ class Recommender:
                         self._evict()
         return state
 
-    def _route_orders(self, state: HistoryState, requests: Requests):
+    def _route_orders(self, state: HistoryState, requests: Requests) -> RouteOrders:
         return route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]), self.per_route)
 
     def _evict(self) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from recsys_core.registry import ModelRegistry, RegistryFile
 from recsys_serving.bundle import load_bundle
+from recsys_serving.components import Components
 from recsys_serving.service.admin_client import reload_model
 from recsys_serving.settings import ServiceSettings
 
@@ -59,9 +60,7 @@ def prepare_models(source: Path, target: Path) -> tuple[str, str]:
     return registry.champion, "reload-copy"
 
 
-def paths_file(directory: Path, kind: str, bundle_path: str, n: int = PATHS, seed: int = 0) -> Path:
-    recommender = load_bundle(bundle_path, compiled=False)
-    comp = recommender.components
+def paths_file(directory: Path, kind: str, comp: Components, n: int = PATHS, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     items = comp.items[zipf_sample(np.argsort(-comp.timeline.counts, kind="stable"), n, rng)]
     lengths = np.diff(comp.histories.indptr)
@@ -143,9 +142,10 @@ def main() -> int:
         tmp = Path(tmp)
         champion, other = prepare_models(settings.models_dir, tmp / "models")
         bundle_path = RegistryFile.load(tmp / "models" / "model_registry.json").version(champion)["path"]
-        paths = {kind: paths_file(tmp, kind, bundle_path) for kind in ("health", "similar", "detail")}
-        warm_up = {kind: paths_file(tmp, kind, bundle_path, n=PATHS // 10, seed=1) for kind in ("similar", "detail")}
-        reload_paths = paths_file(tmp, "detail", bundle_path, seed=2)  # not a replay of the scenario before
+        comp = load_bundle(bundle_path, compiled=False).components
+        paths = {kind: paths_file(tmp, kind, comp) for kind in ("health", "similar", "detail")}
+        warm_up = {kind: paths_file(tmp, kind, comp, n=PATHS // 10, seed=1) for kind in ("similar", "detail")}
+        reload_paths = paths_file(tmp, "detail", comp, seed=2)  # not a replay of the scenario before
         port = free_port()
         env = {**os.environ, "RECSYS_MODELS_DIR": str(tmp / "models"), "RECSYS_ADMIN_TOKEN": TOKEN,
                "RECSYS_EXPOSURE_LOG": str(tmp / "exposures.jsonl"), "REDIS_URL": ""}

@@ -303,15 +303,21 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+async def _answer(service: Service, inline: bool, *args) -> ASGIResponse:
+    """``service.serve(*args)`` on the event loop when ``inline``, else in a worker thread."""
+    if inline:
+        return _json(service.serve(*args))
+    return _json(await anyio.to_thread.run_sync(service.serve, *args))
+
+
 @get("/similar/{item_id:str}", responses=LIST_RESPONSES)
 async def similar(request: Request, item_id: str, top_n: TopN = 10, category: list[str] | None = None,
                   explain: bool = False) -> ASGIResponse:
     """Items similar to ``item_id`` (no personalisation)."""
     service = _service(request)
-    args = ("similar", item_id, None, top_n, category, explain, False)
-    if service.is_lookup(item_id, category, explain):
-        return _json(service.serve(*args))  # a stored list from memory: cheaper than a thread hop
-    return _json(await anyio.to_thread.run_sync(service.serve, *args))
+    # a stored list from memory is cheaper than a thread hop
+    return await _answer(service, service.is_lookup(item_id, category, explain),
+                         "similar", item_id, None, top_n, category, explain, False)
 
 
 @get("/recommend/detail/{item_id:str}", responses=LIST_RESPONSES)
@@ -320,10 +326,8 @@ async def recommend_detail(request: Request, item_id: str, user_id: str | None =
                            exclude_seen: bool = True) -> ASGIResponse:
     """The list for the page of ``item_id``, personalised when ``user_id`` is known."""
     service = _service(request)
-    args = ("recommend_detail", item_id, user_id, top_n, category, explain, exclude_seen)
-    if service.is_local():
-        return _json(service.serve(*args))
-    return _json(await anyio.to_thread.run_sync(service.serve, *args))
+    return await _answer(service, service.is_local(), "recommend_detail", item_id, user_id, top_n, category, explain,
+                         exclude_seen)
 
 
 @get("/recommend/user/{user_id:str}", sync_to_thread=True, responses=LIST_RESPONSES)
