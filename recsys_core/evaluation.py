@@ -13,7 +13,7 @@ from recsys_core.collaborative import ease_item_weights
 from recsys_core.matrix import InteractionMatrix, top_k_excluding
 from recsys_core.metrics import K, evaluate_lists
 from recsys_core.split import Split
-from recsys_serving.candidates import ROUTES
+from recsys_serving.candidates import route_names
 from recsys_serving.recommender import Recommender
 
 
@@ -77,7 +77,7 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
     def score(lists: dict) -> dict:
         return evaluate_lists(lists, truth, n_train_items, k)
 
-    variants = (None, *ROUTES)
+    variants = (None, *route_names(recommender.routes))
     user_variants = recommender.recommend_variants(list(users), k=k, variants=variants)
     detail_variants = recommender.recommend_variants(list(users), anchor_list, k=k, variants=variants)
     user_recs, detail_recs = user_variants[None], detail_variants[None]
@@ -96,7 +96,7 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
         "fallbacks": {"user": sum(r.fallback is not None for r in user_recs),
                       "detail": sum(r.fallback is not None for r in detail_recs)},
     }
-    for route in ROUTES:
+    for route in route_names(recommender.routes):
         summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
         summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
     if with_baselines:

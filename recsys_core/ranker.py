@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from recsys_serving.candidates import FEATURES, Candidates, Requests, generate_batched
+from recsys_serving.candidates import FEATURES, Candidates, Requests, generate
 from recsys_serving.components import Components
 
 DEFAULT_PARAMS = {
@@ -51,7 +51,7 @@ def training_set(components: Components, labels: pd.DataFrame, per_route: int = 
     """Candidates for every user in ``labels`` (user_id, item_id), labelled 1 when held out."""
     user_ids = np.unique(labels["user_id"].to_numpy().astype(str))
     user_ids = user_ids[components.histories.user_index(user_ids) >= 0]
-    candidates = generate_batched(components, user_requests(components, user_ids), per_route)
+    candidates = generate(components, user_requests(components, user_ids), per_route)
     label_users = labels["user_id"].to_numpy().astype(str)
     label_rows = np.searchsorted(user_ids, label_users)
     label_items = components.item_index(labels["item_id"].to_numpy())

@@ -93,3 +93,15 @@ def shifted_window(base: RawTables, n_interactions: int, seed: int = 1, new_item
     return RawTables(normalise_items(catalog, "synthetic-shifted"),
                      normalise_interactions(sample[["user_id", "item_id", "timestamp", "event", "value"]],
                                             "synthetic-shifted"))
+
+
+def item_vectors(items: pd.DataFrame, seed: int = 0, dim: int = 384, noise: float = 0.6) -> pd.DataFrame:
+    """Unit item vectors from the generator's latent topics (the ``topicN`` category) plus noise,
+    indexed by item_id: a stand-in for text embeddings when encoding a large catalog would take
+    hours and what is measured does not depend on how the vectors were made."""
+    rng = np.random.default_rng(seed)
+    topic = items["categories"].str.extract(r"topic(\d+)")[0].fillna(-1).astype(int).to_numpy()
+    centroids = rng.standard_normal((max(topic.max(), 0) + 2, dim)).astype(np.float32)
+    vectors = centroids[topic + 1] + noise * rng.standard_normal((len(items), dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return pd.DataFrame(vectors, index=items["item_id"].astype(str).to_numpy())

@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.candidates import FEATURES, route_names
 from recsys_serving.compiled_ranker import serving_ranker
 from recsys_serving.components import Components, Histories, ItemTimeline
 from recsys_serving.content_index import ContentIndex
@@ -22,6 +22,7 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 SPARSE_FILES = ("ease", "covisitation", "categories")
 SIMILAR_FILE = "similar.npz"
+HNSW_FILE = "content_hnsw.faiss"
 
 
 class BundleError(RuntimeError):
@@ -64,13 +65,17 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         sp.save_npz(staging / f"{name}.npz", getattr(components, name).tocsr())
     if similar is not None:
         np.savez(staging / SIMILAR_FILE, **vars(similar))
+    graph = components.content_index.graph()
+    if graph is not None:
+        (staging / HNSW_FILE).write_bytes(graph.tobytes())
     ranker.save_model(str(staging / "ranker.txt"))
     files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
     manifest = {
         "format": FORMAT_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "features": list(FEATURES),
-        "routes": list(ROUTES),
+        "routes": list(route_names()),
+        "content_index": components.content_index.describe(),
         "items": int(len(components.items)),
         "users": int(len(histories.users)),
         "trained_until": int(histories.timestamps.max(initial=0)),
@@ -116,6 +121,14 @@ def trained_until(path: Path | str) -> int:
         return int(arrays["history_timestamps"].max(initial=0))
 
 
+def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: bool | None) -> ContentIndex:
+    """The bundle's content index as it was built: its HNSW graph when it has one, else exact."""
+    if HNSW_FILE in manifest["files"]:
+        graph = np.frombuffer((path / HNSW_FILE).read_bytes(), dtype=np.uint8)
+        return ContentIndex(vectors, use_faiss=True, kind="hnsw", graph=graph)
+    return ContentIndex(vectors, use_faiss=use_faiss, kind="exact")
+
+
 def load_bundle(path: Path | str, use_faiss: bool | None = None, compiled: bool | None = None) -> Recommender:
     """A ready recommender from a verified bundle directory. ``compiled``: rank with the compiled
     forest (None: RECSYS_COMPILE_RANKER)."""
@@ -128,7 +141,7 @@ def load_bundle(path: Path | str, use_faiss: bool | None = None, compiled: bool 
         items=a["items"],
         ease=sparse["ease"],
         covisitation=sparse["covisitation"],
-        content_index=ContentIndex(a["embeddings"], use_faiss=use_faiss),
+        content_index=_content_index(path, manifest, a["embeddings"], use_faiss),
         categories=sparse["categories"],
         item_mean_value=a["item_mean_value"],
         timeline=ItemTimeline(

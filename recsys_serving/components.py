@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_serving.content_index import ContentIndex
+from recsys_serving.sparse import Accumulator
 
 
 @dataclass
@@ -81,14 +82,25 @@ class Components:
     category_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
 
     @cached_property
-    def category_matrix(self) -> np.ndarray:
-        """Dense item x category multi-hot (at most a few hundred categories)."""
-        return self.categories.toarray().astype(np.float32)
-
-    @cached_property
     def category_counts(self) -> np.ndarray:
         """How many categories each item carries."""
-        return self.category_matrix.sum(axis=1)
+        return np.diff(self.categories.indptr).astype(np.float32)
+
+    @cached_property
+    def accumulator(self) -> Accumulator:
+        """Sums of neighbour lists for requests (scratch arrays reused across requests)."""
+        return Accumulator(len(self.items))
+
+    @cached_property
+    def popular_order(self) -> np.ndarray:
+        """Item indices by interaction count, most first (ties: lower index first)."""
+        return np.argsort(-self.timeline.counts, kind="stable").astype(np.int64)
+
+    def items_in_categories(self, items: np.ndarray, columns: list[int]) -> np.ndarray:
+        """Whether each of ``items`` carries any of the category ``columns``."""
+        if not columns or not len(items):
+            return np.zeros(len(items), dtype=bool)
+        return self.categories[items][:, columns].getnnz(axis=1) > 0
 
     @cached_property
     def first_seen(self) -> np.ndarray:

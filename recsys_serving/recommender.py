@@ -9,24 +9,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys_serving.candidates import (
-    FEATURES,
-    ROUTE_SCORE,
-    ROUTES,
     Candidates,
-    HistoryState,
     Requests,
+    UserState,
+    feature_names,
     generate,
-    history_state,
     top_per_row,
+    user_state,
 )
 from recsys_serving.components import Components
-from recsys_serving.lone_request import RouteOrders, generate_one, route_orders
+from recsys_serving.routes import ROUTES, Route, names_of_bits
 
-BATCH_CELLS = 20_000_000
+BATCH_REQUESTS = 512
 SIMILAR_DEPTH = 100
 STATE_CACHE_BYTES = 256 * 2**20  # per-user history states kept for live requests
-# route names of every route bitmask, so a stored list's routes are a lookup
-ROUTE_NAMES = [[name for r, name in enumerate(ROUTES) if bits & (1 << r)] for bits in range(1 << len(ROUTES))]
 
 
 @dataclass
@@ -70,13 +66,16 @@ class Recommender:
     ranker: object | None = None
     per_route: int = 100
     version: str = "unversioned"
-    popular: np.ndarray = field(init=False)
     similar_table: SimilarTable | None = field(default=None, init=False)
     state_cache_bytes: int = STATE_CACHE_BYTES
+    routes: tuple[Route, ...] = ROUTES
 
     def __post_init__(self) -> None:
-        self.popular = np.argsort(-self.components.timeline.counts, kind="stable")
-        self._states: OrderedDict[int, HistoryState] = OrderedDict()
+        self.popular = self.components.popular_order
+        self.features = feature_names(self.routes)
+        self._route_names = names_of_bits(self.routes)
+        self._route_bits = {route.name: 1 << bit for bit, route in enumerate(self.routes)}
+        self._states: OrderedDict[int, UserState] = OrderedDict()
         self._state_bytes = 0
         self._state_lock = threading.Lock()
 
@@ -95,7 +94,7 @@ class Recommender:
             table.row_of[anchor] = row
             table.items[row, :n] = self.components.item_index(np.asarray(rec.items))
             table.scores[row, :n] = rec.scores
-            table.routes[row, :n] = [sum(1 << ROUTES.index(r) for r in routes) for routes in rec.routes]
+            table.routes[row, :n] = [sum(self._route_bits[r] for r in routes) for routes in rec.routes]
             table.lengths[row] = n
         self.similar_table = table
         return int((table.row_of >= 0).sum())
@@ -107,7 +106,7 @@ class Recommender:
         position = self.components.position(item_id)
         return int(self.similar_table.row_of[position]) if position >= 0 else -1
 
-    def _lookup_similar(self, anchor_id, k: int, allowed: np.ndarray | None) -> Recommendation | None:
+    def _lookup_similar(self, anchor_id, k: int, allowed: CategoryFilter | None) -> Recommendation | None:
         table = self.similar_table
         row = self.stored_similar_row(anchor_id)
         if row < 0:
@@ -116,22 +115,19 @@ class Recommender:
         if allowed is None:
             positions = slice(0, min(k, len(items)))
         else:
-            positions = np.flatnonzero(allowed[items])
+            positions = np.flatnonzero(allowed.allows(items))
             if len(positions) < k and table.lengths[row] == table.items.shape[1]:
                 return None  # the live ranking may hold more items that pass the filter
             positions = positions[:k]
         return Recommendation(
             items=self.components.items[items[positions]].tolist(),
             scores=table.scores[row, positions].tolist(),
-            routes=[ROUTE_NAMES[b] for b in table.routes[row, positions].tolist()],
+            routes=[self._route_names[b] for b in table.routes[row, positions].tolist()],
         )
 
     @property
     def now(self) -> int:
         return int(self.components.histories.timestamps.max(initial=0))
-
-    def _batch_size(self) -> int:
-        return max(8, BATCH_CELLS // max(1, len(self.components.items)))
 
     def _indices(self, ids: list | None) -> np.ndarray:
         if not ids:
@@ -187,41 +183,25 @@ class Recommender:
         )
         return requests, reasons, keys
 
-    def _user_state(self, key: int | None, requests: Requests, orders: bool = False) -> HistoryState | None:
+    def _user_state(self, key: int | None, history: np.ndarray) -> UserState | None:
         """A known user's history state, from the LRU when there (requests without activity
-        newer than the bundle only); a state with a failed route is never kept. A user's route
-        orders are added on the second request (or with ``orders``): most of the catalog-wide work
-        they save, they also cost, so a one-off user does not pay for them."""
+        newer than the bundle only); a state with a failed route is never kept."""
         if key is None:
             return None
         with self._state_lock:
             state = self._states.get(key)
             if state is not None:
                 self._states.move_to_end(key)
-        if state is None:
-            state = history_state(self.components, requests.histories, self.per_route)
-            if state.failed_routes:
                 return state
-            if orders:
-                state.orders = self._route_orders(state, requests)
-            with self._state_lock:
-                if key not in self._states:
-                    self._states[key] = state
-                    self._state_bytes += state.nbytes
-                self._evict()
-        elif state.orders is None:
-            found = self._route_orders(state, requests)
-            with self._state_lock:
-                if state.orders is None:  # not added by another thread meanwhile
-                    before = state.nbytes
-                    state.orders = found
-                    if self._states.get(key) is state:
-                        self._state_bytes += state.nbytes - before
-                        self._evict()
+        state = user_state(self.components, history, self.per_route)
+        if state.failed_routes:
+            return state
+        with self._state_lock:
+            if key not in self._states:
+                self._states[key] = state
+                self._state_bytes += state.nbytes
+            self._evict()
         return state
-
-    def _route_orders(self, state: HistoryState, requests: Requests) -> RouteOrders:
-        return route_orders(self.components, state, requests.histories[0], int(requests.as_of[0]), self.per_route)
 
     def _evict(self) -> None:
         """Drop the least recently used states until the cache fits its budget (lock held)."""
@@ -240,39 +220,42 @@ class Recommender:
             if lengths[row] == 0:
                 break
             requests, _, keys = self._requests([histories.users[row]], [None])
-            state = self._user_state(keys[0], requests, orders=True)
+            state = self._user_state(keys[0], requests.histories[0])
             warmed += 1
             if self._state_bytes + state.nbytes > self.state_cache_bytes:
                 break  # the next one would evict one of these
         return warmed
 
-    def category_mask(self, categories: list[str] | None) -> np.ndarray | None:
-        """Items carrying any of ``categories`` (None: no filter)."""
+    def category_filter(self, categories: list[str] | None) -> CategoryFilter | None:
+        """Keeps items carrying any of ``categories`` (None: no filter)."""
         if not categories:
             return None
         names = list(self.components.category_names)
-        columns = [names.index(c) for c in categories if c in names]
-        if not columns:
-            return np.zeros(len(self.components.items), dtype=bool)
-        return self.components.category_matrix[:, columns].any(axis=1)
+        return CategoryFilter(self.components, [names.index(c) for c in categories if c in names])
 
     def score(self, candidates: Candidates, route: str | None = None) -> np.ndarray:
         if route is not None:
-            column = candidates.features[:, FEATURES.index(ROUTE_SCORE[route])]
-            proposed = (candidates.routes >> list(ROUTE_SCORE).index(route)) & 1
+            table = {r.name: (bit, r.score_feature) for bit, r in enumerate(self.routes)}
+            bit, feature = table[route]
+            column = candidates.features[:, self.features.index(feature)]
+            proposed = (candidates.routes >> bit) & 1
             return np.where(proposed > 0, column, -np.inf)
         if self.ranker is None:
-            return candidates.features[:, FEATURES.index("collaborative_score")]
+            return candidates.features[:, self.features.index("collaborative_score")]
         # no num_threads argument: passing one makes LightGBM rebuild its predictor on every call
         return np.asarray(self.ranker.predict(candidates.features), dtype=np.float64)
 
-    def _popular_list(self, exclude: set, k: int, allowed: np.ndarray | None = None) -> list[int]:
-        out = []
-        for idx in self.popular:
-            if idx not in exclude and (allowed is None or allowed[idx]):
-                out.append(int(idx))
-                if len(out) == k:
-                    break
+    def _popular_list(self, exclude: set, k: int, allowed: CategoryFilter | None = None) -> list[int]:
+        """The ``k`` most popular items not in ``exclude`` that pass the filter, read in chunks of
+        the popularity order, so an unfiltered list reads about ``k + len(exclude)`` items."""
+        out: list[int] = []
+        start, chunk = 0, k + len(exclude)
+        while len(out) < k and start < len(self.popular):
+            block = self.popular[start : start + chunk]
+            if allowed is not None:
+                block = block[allowed.allows(block)]
+            out += [int(i) for i in block.tolist() if i not in exclude][: k - len(out)]
+            start, chunk = start + chunk, chunk * 2
         return out
 
     def recommend_many(
@@ -293,7 +276,7 @@ class Recommender:
     ) -> dict[str | None, list[Recommendation]]:
         """Lists ranked by the model (variant ``None``) and by single routes, from one recall pass."""
         anchors = anchors if anchors is not None else [None] * len(user_ids)
-        allowed = self.category_mask(categories)
+        allowed = self.category_filter(categories)
         if (self.similar_table is not None and variants == (None,) and not explain and len(user_ids) == 1
                 and user_ids[0] is None and anchors[0] is not None and not (exclude and exclude[0])
                 and not (recent and recent[0])
@@ -304,7 +287,7 @@ class Recommender:
         recent = recent if recent is not None else [None] * len(user_ids)
         exclude = exclude if exclude is not None else [None] * len(user_ids)
         results: dict[str | None, list[Recommendation]] = {v: [] for v in variants}
-        step = self._batch_size()
+        step = BATCH_REQUESTS
         for start in range(0, len(user_ids), step):
             window = slice(start, start + step)
             batch = self._recommend_batch(user_ids[window], anchors[window], k, variants, explain,
@@ -314,19 +297,17 @@ class Recommender:
         return results
 
     def _recommend_batch(self, user_ids: list, anchors: list, k: int, variants: tuple, explain: bool,
-                         recent: list, exclude: list, allowed: np.ndarray | None,
+                         recent: list, exclude: list, allowed: CategoryFilter | None,
                          exclude_seen: bool = True) -> dict[str | None, list[Recommendation]]:
         requests, reasons, keys = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
         key = keys[0] if len(user_ids) == 1 and self.state_cache_bytes > 0 else None
-        state = self._user_state(key, requests)
-        candidates = generate_one(self.components, requests, self.per_route, state)
-        if candidates is None:
-            candidates = generate(self.components, requests, self.per_route, state)
+        states = [self._user_state(key, requests.histories[0])] if key is not None else None
+        candidates = generate(self.components, requests, self.per_route, states, self.routes)
         out = {}
         for variant in variants:
             scores = self.score(candidates, variant)
             if allowed is not None:
-                scores = np.where(allowed[candidates.items], scores, -np.inf)
+                scores = np.where(allowed.allows(candidates.items), scores, -np.inf)
             contributions = None
             if explain and self.ranker is not None and variant is None:
                 contributions = self.ranker.predict(candidates.features, pred_contrib=True)
@@ -336,7 +317,7 @@ class Recommender:
         return out
 
     def _lists(self, requests: Requests, reasons: list, candidates: Candidates, scores: np.ndarray,
-               contributions: np.ndarray | None, k: int, allowed: np.ndarray | None = None) -> list[Recommendation]:
+               contributions: np.ndarray | None, k: int, allowed: CategoryFilter | None = None) -> list[Recommendation]:
         results = []
         items = self.components.items
         for row, positions in enumerate(top_per_row(candidates.rows, scores, k, len(requests.histories))):
@@ -362,7 +343,7 @@ class Recommender:
                 routes=[candidates.route_names(p) for p in positions],
             )
             if contributions is not None:
-                rec.contributions = [_top_contributions(contributions[p]) for p in positions]
+                rec.contributions = [_top_contributions(contributions[p], self.features) for p in positions]
             results.append(rec)
         return results
 
@@ -376,7 +357,18 @@ class Recommender:
         return self.recommend_many([user_id], [item_id], k, **kwargs)[0]
 
 
-def _top_contributions(row: np.ndarray, n: int = 5) -> dict[str, float]:
+def _top_contributions(row: np.ndarray, names: tuple[str, ...], n: int = 5) -> dict[str, float]:
     values = row[:-1]
     order = np.argsort(-np.abs(values))[:n]
-    return {FEATURES[i]: float(values[i]) for i in order}
+    return {names[i]: float(values[i]) for i in order}
+
+
+@dataclass(frozen=True)
+class CategoryFilter:
+    """Items carrying any of some category columns, asked item by item (never catalog-wide)."""
+
+    components: Components
+    columns: list[int]
+
+    def allows(self, items: np.ndarray) -> np.ndarray:
+        return self.components.items_in_categories(np.asarray(items, dtype=np.int64), self.columns)

@@ -6,7 +6,7 @@ import pytest
 
 from recsys_core.components_fit import fit_components
 from recsys_core.ranker import training_set, user_requests
-from recsys_serving.candidates import FEATURES, ROUTES, generate
+from recsys_serving.candidates import FEATURES, generate, route_names
 from recsys_serving.recommender import Recommender
 from tests.conftest import interactions
 
@@ -52,7 +52,7 @@ def test_features_match_their_definitions(world):
     # history length feature
     assert np.allclose(cands.features[mine, FEATURES.index("log_history_length")], np.log1p(len(history0)))
     # route flags agree with the bitmask
-    for bit, route in enumerate(ROUTES):
+    for bit, route in enumerate(route_names()):
         assert np.array_equal(cands.features[:, FEATURES.index(f"from_{route}")], (cands.routes >> bit) & 1)
 
 
@@ -113,15 +113,18 @@ def test_batch_and_single_requests_agree(world):
     assert [r.items for r in batch] == [rec.recommend(u, k=5).items for u in users]
 
 
-def test_batched_generation_equals_one_pass(world):
-    from recsys_serving.candidates import generate_batched
+def test_a_batch_equals_its_requests_one_by_one(world):
+    from recsys_serving.candidates import Requests
 
     _, _, comp = world
     requests = user_requests(comp, np.array([f"u{u}" for u in range(12)]))
     whole = generate(comp, requests, per_route=20)
-    sliced = generate_batched(comp, requests, per_route=20, batch_cells=len(comp.items) * 5)  # 5 requests a slice
-    assert np.array_equal(whole.rows, sliced.rows) and np.array_equal(whole.items, sliced.items)
-    assert np.allclose(whole.features, sliced.features)
+    for row in range(12):
+        one = generate(comp, Requests([requests.histories[row]], requests.anchors[row : row + 1],
+                                      requests.as_of[row : row + 1], [requests.exclude[row]]), per_route=20)
+        mine = whole.rows == row
+        assert np.array_equal(whole.items[mine], one.items) and np.array_equal(whole.routes[mine], one.routes)
+        assert np.array_equal(whole.features[mine], one.features)
 
 
 def test_cached_user_states_give_the_same_lists_as_fresh_computation(world):

@@ -79,7 +79,7 @@ def test_explain_and_category_filter(models, tmp_path):
         column = names.index("topic3")
         for item in topic["items"]:
             index = items.components.item_index([item["item_id"]])[0]
-            assert items.components.category_matrix[index, column] == 1
+            assert items.components.categories[index, column] == 1
 
 
 def test_events_are_excluded_and_linked_to_exposures(models, tmp_path):
@@ -266,7 +266,7 @@ def test_precomputed_similar_lists_equal_the_live_ranking(models):
         for k in (1, 10):
             a, b = stored.similar(item, k, categories=categories), live.similar(item, k, categories=categories)
             assert (a.items, a.scores, a.routes, a.fallback) == (b.items, b.scores, b.routes, b.fallback), item
-        looked_up += stored._lookup_similar(item, 10, stored.category_mask(categories)) is not None
+        looked_up += stored._lookup_similar(item, 10, stored.category_filter(categories)) is not None
     assert looked_up >= len(stored.components.items) // 3
 
 

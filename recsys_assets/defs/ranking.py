@@ -15,7 +15,7 @@ from recsys_core.components_fit import assemble_components, fold_items
 from recsys_core.ranker import TrainingSet, train_ranker, training_set
 from recsys_core.split import SERVING, VALIDATION, Split
 from recsys_serving.bundle import save_bundle
-from recsys_serving.candidates import FEATURES, ROUTES
+from recsys_serving.candidates import FEATURES, route_names
 from recsys_serving.compiled_ranker import serving_ranker
 from recsys_serving.components import Components, ItemTimeline
 from recsys_serving.content_index import ContentIndex
@@ -50,7 +50,7 @@ def recall_candidates(
                              covisitation_index, content_index, popular_items)
     data = training_set(components, interactions_split[VALIDATION].test)
     rows = []
-    for bit, route in enumerate(ROUTES):
+    for bit, route in enumerate(route_names()):
         proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
         rows.append({"route": route, "candidates": int(proposed.sum()),
                      "labels_found": int(data.labels[proposed].sum())})

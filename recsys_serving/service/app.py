@@ -25,7 +25,7 @@ from litestar.response.base import ASGIResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recsys_core.online_features import read_recent_items
-from recsys_serving.candidates import ROUTES
+from recsys_serving.candidates import route_names
 from recsys_serving.recommender import Recommendation, Recommender
 from recsys_serving.service.cache import LocalCache, RedisCache
 from recsys_serving.service.exposure import ExposureLog
@@ -114,7 +114,7 @@ class Service:
             self.cache = RedisCache(settings.redis_url, settings.cache_ttl, self.local_cache,
                                     lambda op: self.metrics.cache_errors.labels(operation=op).inc())
             self.redis = self.cache.client
-        self.metrics.initialise(ROUTES, self.cache.backend)
+        self.metrics.initialise(route_names(), self.cache.backend)
         self.features = None
         if settings.feature_redis_url:
             import redis

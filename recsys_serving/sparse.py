@@ -1,0 +1,125 @@
+"""Sparse score vectors over the catalog: what a request's routes read instead of dense rows.
+
+A request's collaborative or co-visitation scores are a weighted sum of the neighbour lists of
+its history items. ``accumulate`` adds those lists up in work proportional to their total
+length (history x neighbours per item), never to the catalog.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class SparseRow:
+    """One request's scores over the catalog: ``values`` at ``items`` (ascending), zero elsewhere."""
+
+    items: np.ndarray
+    values: np.ndarray
+    catalog_size: int
+
+    @classmethod
+    def empty(cls, catalog_size: int) -> SparseRow:
+        return cls(np.empty(0, np.int32), np.empty(0, np.float32), catalog_size)
+
+    def at(self, query: np.ndarray) -> np.ndarray:
+        """The scores of ``query`` items (zero outside the support)."""
+        if not len(self.items):
+            return np.zeros(len(query), dtype=np.float32)
+        pos = np.minimum(np.searchsorted(self.items, query), len(self.items) - 1)
+        return np.where(self.items[pos] == query, self.values[pos], np.float32(0.0))
+
+    def max(self) -> float:
+        """The largest score over the whole catalog, counting the zeros outside the support."""
+        if not len(self.values):
+            return 0.0
+        top = float(self.values.max())
+        return top if len(self.items) == self.catalog_size else max(top, 0.0)
+
+    def plus(self, other: SparseRow) -> SparseRow:
+        """The element-wise sum (float32, as dense rows would add)."""
+        if not len(other.items):
+            return self
+        if not len(self.items):
+            return other
+        items = np.union1d(self.items, other.items).astype(np.int32)
+        return SparseRow(items, self.at(items) + other.at(items), self.catalog_size)
+
+    @property
+    def nbytes(self) -> int:
+        return self.items.nbytes + self.values.nbytes
+
+
+class _Scratch:
+    """Catalog-length work arrays, reused across requests (allocated once per concurrent caller,
+    touched only where a request has entries, and cleared again after it)."""
+
+    def __init__(self, size: int) -> None:
+        self.sums = np.zeros(size, dtype=np.float64)
+        self.first = np.zeros(size, dtype=np.int32)
+
+
+class Accumulator:
+    """Weighted sums of CSR rows as ``SparseRow``s; thread-safe (each caller borrows scratch)."""
+
+    def __init__(self, catalog_size: int) -> None:
+        self.catalog_size = catalog_size
+        self._free: list[_Scratch] = []
+        self._lock = threading.Lock()
+
+    def _borrow(self) -> _Scratch:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return _Scratch(self.catalog_size)
+
+    def _give_back(self, scratch: _Scratch) -> None:
+        with self._lock:
+            self._free.append(scratch)
+
+    def rows(self, matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> SparseRow:
+        """``sum_i weights[i] * matrix[rows[i]]``. Products in float32, sums in float64 in the
+        order of ``rows`` then of each row's entries, rounded to float32 once."""
+        starts = matrix.indptr[rows]
+        lengths = (matrix.indptr[rows + 1] - starts).astype(np.int64)
+        total = int(lengths.sum())
+        if total == 0:
+            return SparseRow.empty(self.catalog_size)
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        cols = matrix.indices[offsets]
+        products = (matrix.data[offsets] * np.repeat(np.asarray(weights, dtype=np.float32), lengths)).astype(np.float64)
+        scratch = self._borrow()
+        try:
+            np.add.at(scratch.sums, cols, products)
+            position = np.arange(total, dtype=np.int32)
+            scratch.first[cols[::-1]] = position[::-1]
+            support = np.sort(cols[scratch.first[cols] == position])
+            values = scratch.sums[support].astype(np.float32)
+            scratch.sums[support] = 0.0
+        finally:
+            self._give_back(scratch)
+        return SparseRow(support.astype(np.int32), values, self.catalog_size)
+
+
+def best(items: np.ndarray, scores: np.ndarray, n: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best positive-scored ``items`` that are not ``blocked`` (sorted ids), best first,
+    ties broken by the lower item index: a function of the scores alone."""
+    keep = scores > 0
+    if len(blocked):
+        keep &= ~_member(items, blocked)
+    items, scores = items[keep], scores[keep]
+    if len(items) > n:
+        kth = np.partition(-scores, n - 1)[n - 1]
+        near = -scores <= kth
+        items, scores = items[near], scores[near]
+    order = np.lexsort((items, -scores))[:n]
+    return items[order], scores[order]
+
+
+def _member(items: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    pos = np.minimum(np.searchsorted(sorted_ids, items), len(sorted_ids) - 1)
+    return sorted_ids[pos] == items

@@ -1,0 +1,152 @@
+"""Sparse candidate generation against a brute-force dense reference, state size, the route table."""
+
+import numpy as np
+import pytest
+
+from recsys_core import synthetic
+from recsys_core.components_fit import fit_components
+from recsys_serving.candidates import FEATURES, Requests, feature_names, generate, recency_weights, user_state
+from recsys_serving.recommender import Recommender
+from recsys_serving.routes import ROUTES, Route
+from recsys_serving.sparse import Accumulator, best
+
+PER_ROUTE = 40
+
+
+def _components(n_users: int, n_items: int, n_interactions: int, seed: int):
+    tables = synthetic.generate(n_users, n_items, n_interactions, seed=seed)
+    items = tables.items.rows
+    vectors = synthetic.item_vectors(items, seed=seed, dim=32)
+    train = tables.interactions.rows
+    return fit_components(train, items, vectors, {"ease_max_items": 2_000})
+
+
+@pytest.fixture(scope="module")
+def components():
+    return _components(150, 600, 6_000, seed=5)
+
+
+def _dense_top(scores: np.ndarray, n: int) -> set:
+    """The n best positive scores, ties to the lower index: the old dense top_mask, for one row."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return {int(i) for i in order[:n] if scores[i] > 0}
+
+
+def _reference(comp, history, anchor, as_of, exclude, per_route):
+    """Every route and feature computed densely over the whole catalog, as the code did before."""
+    n = len(comp.items)
+    ease, covis = comp.ease.toarray(), comp.covisitation.toarray()
+    recency = recency_weights(len(history))
+    collaborative = np.zeros(n, np.float64)
+    covisitation = np.zeros(n, np.float64)
+    for item, weight in zip(history, recency, strict=True):
+        collaborative += ease[item].astype(np.float32).astype(np.float64)
+        covisitation += (covis[item].astype(np.float32) * weight).astype(np.float64)
+    collaborative, covisitation = collaborative.astype(np.float32), covisitation.astype(np.float32)
+    anchor_covis = covis[anchor].astype(np.float32) if anchor >= 0 else np.zeros(n, np.float32)
+    profile = (comp.embeddings[history] * recency[:, None]).sum(axis=0)
+    profile /= max(np.linalg.norm(profile), 1e-12)
+    sims = comp.embeddings @ profile
+    nearest = np.argsort(-sims, kind="stable")[:per_route]
+    content = np.zeros(n, np.float32)
+    content[nearest] = np.maximum(sims[nearest], 0)
+    trending = np.zeros(n, np.float32)
+    listed = comp.timeline.trending_at(np.array([as_of]))[0]
+    trending[listed[listed >= 0]] = len(listed) - np.flatnonzero(listed >= 0)
+    unavailable = np.zeros(n, bool)
+    unavailable[history] = True
+    unavailable[exclude] = True
+    proposals = {"collaborative": (collaborative, per_route), "covisitation": (covisitation + anchor_covis, per_route),
+                 "content": (content, per_route // 2), "trending": (trending, per_route // 2),
+                 "popular": (comp.log_counts.astype(np.float32), per_route // 2)}
+    routes = {name: _dense_top(np.where(unavailable, 0, s), k) for name, (s, k) in proposals.items()}
+    return routes, collaborative, covisitation, sims
+
+
+def test_sparse_candidates_equal_a_dense_reference(components):
+    comp = components
+    rng = np.random.default_rng(0)
+    users = rng.choice(len(comp.histories.users), 40, replace=False)
+    for user in users:
+        history, stamps = comp.histories.row(user)
+        history = history.astype(np.int64)
+        anchor = int(rng.integers(0, len(comp.items)))
+        exclude = rng.choice(len(comp.items), 3, replace=False)
+        requests = Requests([history], np.array([anchor]), np.array([stamps[-1]]), [np.append(exclude, anchor)])
+        cands = generate(comp, requests, PER_ROUTE)
+        routes, collaborative, covisitation, sims = _reference(comp, history, anchor, int(stamps[-1]),
+                                                               np.append(exclude, anchor), PER_ROUTE)
+        for bit, route in enumerate(ROUTES):
+            proposed = {int(i) for i in cands.items[(cands.routes >> bit) & 1 == 1]}
+            assert proposed == routes[route.name], (user, route.name)
+        assert set(cands.items.tolist()) == set().union(*routes.values())
+        features = dict(zip(FEATURES, cands.features.T, strict=True))
+        assert np.array_equal(features["collaborative_score"], collaborative[cands.items])
+        assert np.array_equal(features["covisitation_score"], covisitation[cands.items])
+        assert np.allclose(features["collaborative_rel"], collaborative[cands.items] / max(collaborative.max(), 1e-9))
+        assert np.allclose(features["content_score"], sims[cands.items], atol=1e-5)
+        assert np.array_equal(features["anchor_covisitation"], comp.covisitation[anchor].toarray()[0][cands.items])
+
+
+def test_accumulated_rows_equal_a_dense_product():
+    rng = np.random.default_rng(1)
+    import scipy.sparse as sp
+
+    matrix = sp.random(300, 300, density=0.05, random_state=2, format="csr", dtype=np.float32)
+    rows = rng.integers(0, 300, 25)
+    weights = rng.random(25).astype(np.float32)
+    row = Accumulator(300).rows(matrix, rows, weights)
+    dense = np.zeros(300)
+    for r, w in zip(rows, weights, strict=True):
+        dense += (matrix[r].toarray()[0] * w).astype(np.float64)
+    assert row.items.tolist() == np.unique(matrix[rows].indices).tolist()
+    assert np.allclose(row.at(np.arange(300)), dense.astype(np.float32))
+    assert np.array_equal(np.sort(row.items), row.items) and len(np.unique(row.items)) == len(row.items)
+
+
+def test_best_breaks_ties_by_the_lower_index_and_skips_blocked():
+    items = np.array([5, 3, 9, 1, 7, 2])
+    scores = np.array([1.0, 2.0, 1.0, 1.0, 0.0, 1.0], dtype=np.float32)
+    picked, _ = best(items, scores, 3, np.array([2]))
+    assert picked.tolist() == [3, 1, 5]  # 2 blocked, 7 scores zero, ties go to the lower index
+
+
+def test_user_state_size_does_not_grow_with_the_catalog():
+    small = _components(150, 600, 6_000, seed=7)
+    large = _components(150, 6_000, 6_000, seed=7)
+    sizes = {}
+    for name, comp in (("small", small), ("large", large)):
+        lengths = np.diff(comp.histories.indptr)
+        per_user = []
+        for user in range(len(comp.histories.users)):
+            history = comp.histories.row(user)[0]
+            state = user_state(comp, history, PER_ROUTE)
+            bound = (8 * lengths[user] * (200 + 100) + 8 * PER_ROUTE
+                     + 4 * (comp.embeddings.shape[1] + comp.categories.shape[1]))
+            assert state.nbytes <= bound, (name, user, state.nbytes, bound)
+            per_user.append(state.nbytes)
+        sizes[name] = float(np.median(per_user))
+    assert 0.5 < sizes["large"] / sizes["small"] < 2.0, sizes
+
+
+def _long_tail(given, n):
+    order = given.components.popular_order[::-1][: n + len(given.blocked)]
+    return order, np.ones(len(order), np.float32)
+
+
+def test_a_route_added_to_the_table_needs_no_other_change(components):
+    routes = (*ROUTES, Route("long_tail", 4, "log_count", _long_tail))
+    recommender = Recommender(components, routes=routes, per_route=PER_ROUTE)
+    user = str(components.histories.users[0])
+    lists = recommender.recommend_variants([user], k=5, variants=(None, "long_tail"))
+    tail = lists["long_tail"][0]
+    assert len(tail.items) == 5 and all("long_tail" in r for r in tail.routes)
+    least_popular = set(components.items[components.popular_order[::-1][:40]].tolist())
+    assert set(tail.items) <= least_popular
+    history = components.histories.row(0)[0]
+    requests = Requests([history], np.array([-1]), np.array([0]), [np.empty(0, np.int64)])
+    cands = generate(components, requests, PER_ROUTE, routes=routes)
+    names = feature_names(routes)
+    flag = cands.features[:, names.index("from_long_tail")]
+    assert names[-1] == "from_long_tail" and flag.sum() == PER_ROUTE // 4
+    assert np.array_equal(flag, (cands.routes >> 5) & 1)
