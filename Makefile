@@ -19,6 +19,7 @@ help:
 	@echo "make ui              dagster dev on the same instance ($(DAGSTER_HOME))"
 	@echo "make bench-pipeline  time every asset on the sample and on a 10x synthetic data set"
 	@echo "make bench           serving benchmark (uvicorn + wrk) -> data/bench/serving.json"
+	@echo "make bench-scale     request cost and memory at 8k, 97k and 1M items -> data/bench/serving_scale.json"
 	@echo "make serve           the recommendation service on :8000 (registry champion)"
 	@echo "make lint            ruff"
 
@@ -61,7 +62,12 @@ bench: install instance
 	@command -v wrk >/dev/null || (echo "installing wrk"; apt-get install -y -qq wrk)
 	$(PYTHON) -m scripts.bench_serving
 
+bench-scale: install instance
+	@test -f models/model_registry.json || $(MAKE) demo
+	@command -v wrk >/dev/null || (echo "installing wrk"; apt-get install -y -qq wrk)
+	$(PYTHON) -m scripts.bench_scale
+
 serve: install
 	$(VENV)/bin/uvicorn --factory recsys_serving.service.app:create_app --port $${PORT:-8000}
 
-.PHONY: help install instance demo ui test lint bench-pipeline bench serve
+.PHONY: help install instance demo ui test lint bench-pipeline bench bench-scale serve

@@ -64,7 +64,9 @@ class _Scratch:
 
 
 class Accumulator:
-    """Weighted sums of CSR rows as ``SparseRow``s; thread-safe (each caller borrows scratch)."""
+    """Weighted sums of CSR rows as ``SparseRow``s; thread-safe (each caller borrows scratch).
+    The work is proportional to the rows' entries; where they outnumber the catalog's items, a
+    count over the catalog gives the same sums for less."""
 
     def __init__(self, catalog_size: int) -> None:
         self.catalog_size = catalog_size
@@ -92,6 +94,11 @@ class Accumulator:
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         cols = matrix.indices[offsets]
         products = (matrix.data[offsets] * np.repeat(np.asarray(weights, dtype=np.float32), lengths)).astype(np.float64)
+        if total >= self.catalog_size:
+            # more entries than items: one pass over the catalog costs less than the entries do
+            sums = np.bincount(cols, weights=products, minlength=self.catalog_size)
+            support = np.flatnonzero(np.bincount(cols, minlength=self.catalog_size))
+            return SparseRow(support.astype(np.int32), sums[support].astype(np.float32), self.catalog_size)
         scratch = self._borrow()
         try:
             np.add.at(scratch.sums, cols, products)

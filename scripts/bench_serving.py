@@ -3,7 +3,10 @@
 Requests draw item and user ids Zipf-like from the real catalog and users of the champion
 bundle, a fresh stream long enough that no run replays it (repeats are the Zipf draws' own);
 the warm-up uses another stream from the same distribution. Scenarios: health, similar,
-recommend_detail, and recommend_detail while a hot reload swaps the model mid-run. With two or
+recommend_detail, recommend_user (closed loop: wrk, 32 connections), recommend_detail_at_1000rps
+(open loop: ``scripts/open_loop.py`` sends BENCH_OPEN_LOOP_RPS requests/s on a fixed schedule for
+BENCH_OPEN_LOOP_SECONDS and times each from its scheduled send), and recommend_detail while a hot
+reload swaps the model mid-run. With two or
 more CPUs the server is pinned to CPU 0 and wrk (one thread) to CPU 1, so the load generator
 does not take time from the one worker it measures (BENCH_PIN=0: no pinning, two wrk threads).
 Output: data/bench/serving.json (or BENCH_OUTPUT).
@@ -34,6 +37,8 @@ from recsys_serving.settings import ServiceSettings
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 PATHS = int(os.environ.get("BENCH_PATHS", "300000"))  # per stream: more than a run sends
+OPEN_LOOP_RATE = float(os.environ.get("BENCH_OPEN_LOOP_RPS", "1000"))
+OPEN_LOOP_SECONDS = float(os.environ.get("BENCH_OPEN_LOOP_SECONDS", "30"))
 PIN = os.environ.get("BENCH_PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
 TOKEN = "bench-token"
 ROOT = Path(__file__).resolve().parent
@@ -69,6 +74,8 @@ def paths_file(directory: Path, kind: str, comp: Components, n: int = PATHS, see
         lines = ["/health"] * n
     elif kind == "similar":
         lines = [f"/similar/{i}" for i in items]
+    elif kind == "user":
+        lines = [f"/recommend/user/{u}" for u in users]
     else:
         lines = [f"/recommend/detail/{i}?user_id={u}" for i, u in zip(items, users, strict=True)]
     path = directory / f"{kind}-{seed}.txt"
@@ -90,6 +97,14 @@ def wrk(port: int, paths: Path, seconds: int) -> dict:
     errors = result.pop("errors") + result.pop("status_errors")
     return {"rps": round(result["requests"] / result.pop("duration_s"), 1), "p50_ms": result["p50_ms"],
             "p95_ms": result["p95_ms"], "p99_ms": result["p99_ms"], "errors": errors, "requests": result["requests"]}
+
+
+def open_loop(port: int, paths: Path, rate: float, seconds: float) -> dict:
+    """``scripts/open_loop.py`` on its own CPU: requests on a fixed schedule, latency from it."""
+    out = subprocess.run(pinned([sys.executable, "-m", "scripts.open_loop", f"http://127.0.0.1:{port}", str(paths),
+                                 str(rate), str(seconds)], 1), capture_output=True, text=True, check=True,
+                         cwd=ROOT.parent)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cache_counts(port: int) -> tuple[float, float]:
@@ -143,8 +158,9 @@ def main() -> int:
         champion, other = prepare_models(settings.models_dir, tmp / "models")
         bundle_path = RegistryFile.load(tmp / "models" / "model_registry.json").version(champion)["path"]
         comp = load_bundle(bundle_path, compiled=False).components
-        paths = {kind: paths_file(tmp, kind, comp) for kind in ("health", "similar", "detail")}
-        warm_up = {kind: paths_file(tmp, kind, comp, n=PATHS // 10, seed=1) for kind in ("similar", "detail")}
+        paths = {kind: paths_file(tmp, kind, comp) for kind in ("health", "similar", "detail", "user")}
+        warm_up = {kind: paths_file(tmp, kind, comp, n=PATHS // 10, seed=1) for kind in ("similar", "detail", "user")}
+        open_loop_paths = paths_file(tmp, "detail", comp, seed=3)
         reload_paths = paths_file(tmp, "detail", comp, seed=2)  # not a replay of the scenario before
         port = free_port()
         env = {**os.environ, "RECSYS_MODELS_DIR": str(tmp / "models"), "RECSYS_ADMIN_TOKEN": TOKEN,
@@ -158,10 +174,12 @@ def main() -> int:
                                   "server": "uvicorn, 1 worker", "model": champion,
                                   "pinned": "server CPU 0, wrk CPU 1" if PIN else "no", "paths_per_stream": PATHS}}
             report["health"] = wrk(port, paths["health"], SECONDS)  # first: nothing else still in flight
-            for kind in ("similar", "detail"):
+            for kind in ("similar", "detail", "user"):
                 wrk(port, warm_up[kind], 5)
             report["similar"] = measured(port, paths["similar"], SECONDS)
             report["recommend_detail"] = measured(port, paths["detail"], SECONDS)
+            report["recommend_user"] = measured(port, paths["user"], SECONDS)
+            report["recommend_detail_at_1000rps"] = open_loop(port, open_loop_paths, OPEN_LOOP_RATE, OPEN_LOOP_SECONDS)
             swap = {}
             timer = threading.Timer(SECONDS / 3, lambda: swap.update(reload_model(f"http://127.0.0.1:{port}", TOKEN, other)))
             timer.start()

@@ -88,19 +88,23 @@ def test_sparse_candidates_equal_a_dense_reference(components):
         assert np.array_equal(features["anchor_covisitation"], comp.covisitation[anchor].toarray()[0][cands.items])
 
 
-def test_accumulated_rows_equal_a_dense_product():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("n_rows", [5, 200])  # fewer entries than items (scratch sums), more (a catalog count)
+def test_accumulated_rows_equal_a_dense_product(n_rows):
     import scipy.sparse as sp
 
+    rng = np.random.default_rng(1)
     matrix = sp.random(300, 300, density=0.05, random_state=2, format="csr", dtype=np.float32)
-    rows = rng.integers(0, 300, 25)
-    weights = rng.random(25).astype(np.float32)
-    row = Accumulator(300).rows(matrix, rows, weights)
+    rows = rng.integers(0, 300, n_rows)
+    weights = rng.random(n_rows).astype(np.float32)
+    accumulator = Accumulator(300)
+    row = accumulator.rows(matrix, rows, weights)
     dense = np.zeros(300)
     for r, w in zip(rows, weights, strict=True):
         dense += (matrix[r].toarray()[0] * w).astype(np.float64)
     assert row.items.tolist() == np.unique(matrix[rows].indices).tolist()
-    assert np.allclose(row.at(np.arange(300)), dense.astype(np.float32))
+    assert np.array_equal(row.at(np.arange(300)), dense.astype(np.float32))
+    again = accumulator.rows(matrix, rows, weights)  # the scratch was left clean
+    assert np.array_equal(again.values, row.values)
     assert np.array_equal(np.sort(row.items), row.items) and len(np.unique(row.items)) == len(row.items)
 
 
