@@ -15,7 +15,7 @@ import numpy as np
 
 from recsys_serving.components import Components
 from recsys_serving.routes import ROUTES, Route, RouteInput, route_names
-from recsys_serving.sparse import SparseRow, best
+from recsys_serving.sparse import SparseRow, best, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
 DAY = 86_400
@@ -179,7 +179,7 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
     if "covisitation" in state.failed_routes:
         anchor_covis = SparseRow.empty(len(components.items))
     blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
-    blocked = np.unique(blocked)
+    blocked = unique_sorted(blocked)
     given = RouteInput(components, state, anchor, anchor_covis, as_of, blocked)
     picks = []
     for route in routes:
@@ -244,7 +244,7 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
     trend_7d, trend_30d, trend_365d = components.timeline.windows(cols, as_of, TREND_WINDOWS)
     candidate_vectors = embeddings[cols]
     anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]
-    item_categories = components.categories[cols].toarray()
+    item_categories = _dense_rows(components.categories, cols)
     affinity = np.einsum("ij,ij->i", item_categories, user_categories[rows])
     affinity /= np.maximum(components.category_counts[cols], 1.0)
     named = {
@@ -267,6 +267,16 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
     for j, name in enumerate(names):
         features[:, j] = named[name]
     return features
+
+
+def _dense_rows(matrix, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows].toarray()`` for a CSR matrix, without scipy's per-call indexing overhead."""
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
+    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    dense = np.zeros((len(rows), matrix.shape[1]), dtype=matrix.dtype)
+    dense[np.repeat(np.arange(len(rows)), lengths), matrix.indices[offsets]] = matrix.data[offsets]
+    return dense
 
 
 def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:

@@ -51,8 +51,7 @@ def _collaborative(given: RouteInput, n: int) -> Proposal:
 
 
 def _covisitation(given: RouteInput, n: int) -> Proposal:
-    row = given.state.covisitation.plus(given.anchor_covisitation)
-    return row.items, row.values
+    return given.state.covisitation.plus(given.anchor_covisitation)
 
 
 def _content(given: RouteInput, n: int) -> Proposal:

@@ -40,14 +40,19 @@ class SparseRow:
         top = float(self.values.max())
         return top if len(self.items) == self.catalog_size else max(top, 0.0)
 
-    def plus(self, other: SparseRow) -> SparseRow:
-        """The element-wise sum (float32, as dense rows would add)."""
+    def plus(self, other: SparseRow) -> tuple[np.ndarray, np.ndarray]:
+        """(items, values) of the element-wise sum with a short row (float32, as dense rows
+        would add), in no particular order: the work is this row's copy plus ``other``'s lookups."""
+        values = self.values.copy()
         if not len(other.items):
-            return self
+            return self.items, values
         if not len(self.items):
-            return other
-        items = np.union1d(self.items, other.items).astype(np.int32)
-        return SparseRow(items, self.at(items) + other.at(items), self.catalog_size)
+            return other.items, other.values
+        pos = np.minimum(np.searchsorted(self.items, other.items), len(self.items) - 1)
+        present = self.items[pos] == other.items
+        values[pos[present]] += other.values[present]
+        return (np.concatenate([self.items, other.items[~present]]),
+                np.concatenate([values, other.values[~present]]))
 
     @property
     def nbytes(self) -> int:
@@ -130,3 +135,11 @@ def best(items: np.ndarray, scores: np.ndarray, n: int, blocked: np.ndarray) -> 
 def _member(items: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     pos = np.minimum(np.searchsorted(sorted_ids, items), len(sorted_ids) - 1)
     return sorted_ids[pos] == items
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (a sort: cheaper than ``np.unique`` on short arrays)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]

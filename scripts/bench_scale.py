@@ -111,7 +111,7 @@ def in_process(path: Path, seed: int = 0) -> dict:
         "repeat_request_p95_ms": round(float(np.percentile(repeat, 95)), 3),
         "state_bytes_per_user": int(np.mean(states)) if states else 0,
         "state_bytes_p95": int(np.percentile(states, 95)) if states else 0,
-        "gate_latency": {"passed": check.passed, **{k: round(v, 3) for k, v in check.numbers.items()}},
+        "gate_latency": {"passed": bool(check.passed), **{k: round(v, 3) for k, v in check.numbers.items()}},
         "bundle_mb": round(sum(p.stat().st_size for p in path.iterdir()) / 1e6, 1),
     }
 
