@@ -1,4 +1,5 @@
-"""Collaborative recall: EASE item-item weights over the most interacted items, pruned."""
+"""Collaborative recall: item-item weights, pruned to top-k per item: EASE over the most
+interacted items, or cosine over every item."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
 
-from recsys_core.sparse_topk import dense_top_k_to_sparse
+from recsys_core.sparse_topk import dense_top_k_to_sparse, keep_top_k_per_row
 
 MAX_ITEMS = 10_000
 
@@ -47,3 +48,25 @@ def ease_recall_matrix(
     )
     full.sort_indices()
     return full
+
+
+def item_cosine_matrix(matrix: sp.csr_matrix, top_k: int = 200, block: int = 4_096) -> sp.csr_matrix:
+    """Item x item cosine of a binary user x item matrix over every item, pruned to the ``top_k``
+    largest per row, computed ``block`` items at a time so memory stays bounded by a block's
+    co-occurrences rather than the whole item-item product."""
+    binary = matrix.tocsc().astype(np.float32)
+    binary.data[:] = 1.0
+    norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
+    scaled = (binary @ sp.diags(1.0 / np.maximum(norms, 1.0)).astype(np.float32)).tocsc()
+    scaled_t = scaled.T.tocsr()
+    n_items = matrix.shape[1]
+    parts = []
+    for start in range(0, n_items, block):
+        rows = scaled_t[start : start + block] @ scaled
+        rows = rows.tocoo()
+        keep = rows.row + start != rows.col
+        rows = sp.csr_matrix((rows.data[keep], (rows.row[keep], rows.col[keep])), shape=rows.shape)
+        parts.append(keep_top_k_per_row(rows, top_k))
+    result = sp.vstack(parts).tocsr().astype(np.float32)
+    result.sort_indices()
+    return result

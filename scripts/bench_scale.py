@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys_core import gate, synthetic
-from recsys_core.components_fit import fit_components
+from recsys_core.components_fit import collaborative_description, fit_components
 from recsys_core.ranker import train_ranker, training_set
 from recsys_core.registry import RegistryFile
 from recsys_core.split import SERVING, VALIDATION, protocol_folds
@@ -36,7 +36,7 @@ from recsys_serving.bundle import load_bundle, read_manifest, save_bundle
 from recsys_serving.compiled_ranker import serving_ranker
 from recsys_serving.recommender import Recommender
 from recsys_serving.settings import ServiceSettings
-from scripts.bench_serving import free_port, paths_file, pinned, wait_ready, wrk
+from scripts.bench_serving import free_port, paths_file, pinned, server_command, wait_ready, wrk
 
 SYNTHETIC = {  # users, catalog items, requested interactions
     "synthetic_10x": (6_100, 97_420, 1_008_360),
@@ -63,7 +63,8 @@ def build_synthetic(name: str, target: Path) -> dict:
     recommender = Recommender(serving, serving_ranker(booster), version=name)
     recommender.precompute_similar(SIMILAR_PRECOMPUTE)
     save_bundle(serving, booster, target, {"version": name, "ranker": info, "per_route": 100,
-                                           "catalog_items": int(len(catalog)), "item_vectors": "synthetic topics"},
+                                           "catalog_items": int(len(catalog)), "item_vectors": "synthetic topics",
+                                           "collaborative": collaborative_description()},
                 similar=recommender.similar_table)
     return {"build_seconds": round(time.perf_counter() - started, 1)}
 
@@ -133,9 +134,7 @@ def through_service(path: Path) -> dict:
         port = free_port()
         env = {**os.environ, "RECSYS_BUNDLE": str(path), "RECSYS_MODELS_DIR": str(tmp / "models"),
                "RECSYS_EXPOSURE_LOG": str(tmp / "exposures.jsonl"), "REDIS_URL": ""}
-        server = subprocess.Popen(pinned([sys.executable, "-m", "uvicorn", "--factory",
-                                          "recsys_serving.service.app:create_app", "--port", str(port), "--workers",
-                                          "1", "--log-level", "warning", "--no-access-log"], 0), env=env)
+        server = subprocess.Popen(pinned(server_command(port), 0), env=env)
         try:
             wait_ready(port, timeout=900)
             loaded = rss_mb(server.pid)

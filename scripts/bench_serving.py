@@ -39,6 +39,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 PATHS = int(os.environ.get("BENCH_PATHS", "300000"))  # per stream: more than a run sends
 OPEN_LOOP_RATE = float(os.environ.get("BENCH_OPEN_LOOP_RPS", "1000"))
 OPEN_LOOP_SECONDS = float(os.environ.get("BENCH_OPEN_LOOP_SECONDS", "30"))
+SERVER = os.environ.get("BENCH_SERVER", "uvicorn")  # or granian
 PIN = os.environ.get("BENCH_PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
 TOKEN = "bench-token"
 ROOT = Path(__file__).resolve().parent
@@ -81,6 +82,16 @@ def paths_file(directory: Path, kind: str, comp: Components, n: int = PATHS, see
     path = directory / f"{kind}-{seed}.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def server_command(port: int) -> list[str]:
+    """The service under one worker of BENCH_SERVER (uvicorn or granian), no access log."""
+    app = "recsys_serving.service.app:create_app"
+    if SERVER == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", app, "--port", str(port),
+                "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    return [sys.executable, "-m", "uvicorn", "--factory", app, "--port", str(port), "--workers", "1",
+            "--log-level", "warning", "--no-access-log"]
 
 
 def pinned(command: list[str], cpu: int) -> list[str]:
@@ -165,13 +176,11 @@ def main() -> int:
         port = free_port()
         env = {**os.environ, "RECSYS_MODELS_DIR": str(tmp / "models"), "RECSYS_ADMIN_TOKEN": TOKEN,
                "RECSYS_EXPOSURE_LOG": str(tmp / "exposures.jsonl"), "REDIS_URL": ""}
-        server = subprocess.Popen(pinned([sys.executable, "-m", "uvicorn", "--factory",
-                                          "recsys_serving.service.app:create_app", "--port", str(port), "--workers",
-                                          "1", "--log-level", "warning", "--no-access-log"], 0), env=env)
+        server = subprocess.Popen(pinned(server_command(port), 0), env=env)
         try:
             wait_ready(port)
             report = {"machine": {"cpus": os.cpu_count(), "connections": CONNECTIONS, "seconds": SECONDS,
-                                  "server": "uvicorn, 1 worker", "model": champion,
+                                  "server": f"{SERVER}, 1 worker", "model": champion,
                                   "pinned": "server CPU 0, wrk CPU 1" if PIN else "no", "paths_per_stream": PATHS}}
             report["health"] = wrk(port, paths["health"], SECONDS)  # first: nothing else still in flight
             for kind in ("similar", "detail", "user"):

@@ -12,10 +12,11 @@ from recsys_core.ranker import train_ranker, training_set
 from recsys_core.split import protocol_folds
 from recsys_serving.bundle import save_bundle
 from recsys_serving.compiled_ranker import serving_ranker
+from recsys_serving.content_index import ContentIndex
 from recsys_serving.recommender import Recommender
 
 
-def build_bundle(target: Path, seed: int, version: str, precompute: bool = False) -> None:
+def build_bundle(target: Path, seed: int, version: str, precompute: bool = False, content_kind: str = "exact") -> None:
     tables = synthetic.generate(200, 300, 8_000, seed=seed)
     folds = protocol_folds(tables.interactions.rows)
     rng = np.random.default_rng(seed)
@@ -25,6 +26,7 @@ def build_bundle(target: Path, seed: int, version: str, precompute: bool = False
     validation = fit_components(folds["validation"].train, tables.items.rows, embeddings)
     booster, info = train_ranker(training_set(validation, folds["validation"].test), seed=seed)
     serving = fit_components(folds["serving"].train, tables.items.rows, embeddings)
+    serving.content_index = ContentIndex(serving.embeddings, kind=content_kind)
     similar = None
     if precompute:  # as the pipeline does: ranked by the ranker the service will use
         recommender = Recommender(serving, serving_ranker(booster), version=version)

@@ -86,6 +86,7 @@ def test_bundle_manifest_checksums(run):
     manifest = verify_bundle(bundle)
     assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
                                       "similar.npz"}
+    assert manifest["collaborative"]["model"] == "ease" and manifest["content_index"]["kind"] == "exact"
     with (bundle / "ranker.txt").open("a") as handle:
         handle.write("\n")
     with pytest.raises(BundleError, match="checksum mismatch for ranker.txt"):

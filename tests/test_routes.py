@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_core.baselines import ease_weights
-from recsys_core.collaborative import ease_item_weights, ease_recall_matrix
+from recsys_core.collaborative import ease_item_weights, ease_recall_matrix, item_cosine_matrix
 from recsys_core.covisitation import covisitation_matrix
 from recsys_core.popularity import item_timeline
 from recsys_core.sparse_topk import keep_top_k_per_row
@@ -80,3 +80,45 @@ def test_content_index_backends_agree(use_faiss):
     exact = vectors[:3] @ vectors.T
     assert np.allclose(scores, np.take_along_axis(exact, idx, axis=1), atol=1e-5)
     assert np.allclose(np.sort(exact, axis=1)[:, ::-1][:, :4], scores, atol=1e-5)
+
+
+def test_item_cosine_equals_the_dense_cosine_pruned_per_row_in_any_block_size():
+    matrix = sp.random(60, 40, density=0.15, random_state=3, format="csr", dtype=np.float32)
+    matrix.data[:] = 1.0
+    dense = matrix.toarray()
+    norms = np.maximum(np.sqrt(dense.sum(axis=0)), 1.0)
+    cosine = (dense.T @ dense) / np.outer(norms, norms)
+    np.fill_diagonal(cosine, 0.0)
+    for block in (7, 40):
+        pruned = item_cosine_matrix(matrix, top_k=5, block=block).toarray()
+        for row in range(40):
+            kept = np.flatnonzero(pruned[row])
+            assert len(kept) == min(5, np.count_nonzero(cosine[row]))
+            assert np.allclose(pruned[row, kept], cosine[row, kept], atol=1e-6)
+            if len(kept):  # the kept ones are the row's largest
+                assert cosine[row, kept].min() >= np.sort(cosine[row])[::-1][len(kept) - 1] - 1e-6
+        assert np.all(np.diag(pruned) == 0)
+
+
+def test_an_hnsw_index_round_trips_through_pickle_and_the_bundle(tmp_path):
+    import pickle
+
+    from recsys_serving.bundle import HNSW_FILE, load_bundle, read_manifest
+    from tests.bundles import build_bundle
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = ContentIndex(vectors, kind="hnsw")
+    copy = pickle.loads(pickle.dumps(index))
+    queries = vectors[:20]
+    assert copy.kind == "hnsw"
+    assert all(np.array_equal(a, b) for a, b in zip(index.search(queries, 10), copy.search(queries, 10), strict=True))
+    exact = ContentIndex(vectors, kind="exact").search(queries, 10)[1]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(index.search(queries, 10)[1], exact, strict=True)]) > 0.9
+    assert ContentIndex(vectors, approximate_above=100).kind == "hnsw" and ContentIndex(vectors).kind == "exact"
+    build_bundle(tmp_path / "v", seed=2, version="v", content_kind="hnsw")
+    manifest = read_manifest(tmp_path / "v")
+    assert manifest["content_index"]["kind"] == "hnsw" and HNSW_FILE in manifest["files"]
+    loaded = load_bundle(tmp_path / "v")
+    assert loaded.components.content_index.kind == "hnsw" and loaded.recommend("u3", k=5).fallback is None

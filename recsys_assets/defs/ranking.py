@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
-from recsys_core.components_fit import assemble_components, fold_items
+from recsys_core.components_fit import assemble_components, collaborative_description, fold_items
 from recsys_core.ranker import TrainingSet, train_ranker, training_set
 from recsys_core.split import SERVING, VALIDATION, Split
 from recsys_serving.bundle import save_bundle
@@ -115,6 +115,7 @@ def model_bundle(
     manifest = save_bundle(components, booster, target, {
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
+        "collaborative": collaborative_description(),
     }, similar=recommender.similar_table)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({
