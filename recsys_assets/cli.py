@@ -85,12 +85,36 @@ def pipeline_run(args: argparse.Namespace) -> int:
     job = definitions.resolve_job_def(args.job)
     result = job.execute_in_process(instance=dg.DagsterInstance.get(), asset_selection=[
         dg.AssetKey(s) for s in selection] if selection else None, raise_on_error=False)
-    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    for check in failed_checks:
-        print(f"check failed: {check.asset_key.to_user_string()}.{check.check_name}: "
-              f"{check.metadata.get('reason', check.metadata.get('problems', '')).value if check.metadata else ''}")
+    for line in check_report(result):
+        print(line)
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def check_report(result) -> list[str]:
+    """One line per asset check of a run: passed, failed (warning or blocking, with its reason or
+    problems when the check recorded them) or skipped (planned, never evaluated)."""
+    import dagster as dg
+
+    lines, evaluated = [], set()
+    for check in result.get_asset_check_evaluations():
+        name = f"{check.asset_key.to_user_string()}.{check.check_name}"
+        evaluated.add(name)
+        if check.passed:
+            lines.append(f"check passed: {name}")
+            continue
+        kind = "warning" if check.severity == dg.AssetCheckSeverity.WARN else "blocking"
+        detail = (check.metadata or {}).get("reason", (check.metadata or {}).get("problems"))
+        detail = getattr(detail, "value", detail)
+        lines.append(f"check failed ({kind}): {name}" + (f": {detail}" if detail not in (None, "") else ""))
+    run = result.dagster_run
+    planned = (run.asset_check_selection or result.job_def.asset_check_selection
+               or result.job_def.asset_layer.asset_graph.asset_check_keys)
+    for key in sorted(planned, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        name = f"{key.asset_key.to_user_string()}.{key.name}"
+        if name not in evaluated and (not run.asset_selection or key.asset_key in run.asset_selection):
+            lines.append(f"check skipped: {name}")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -44,6 +45,15 @@ class ItemTimeline:
         """The trending list (item indices, -1 padded) of the last bucket ending at ``as_of``."""
         bucket = np.searchsorted(self.bucket_ends, np.asarray(as_of, dtype=np.int64), side="right") - 1
         return self.trending[np.clip(bucket, 0, len(self.bucket_ends) - 1)]
+
+    def trending_list(self, as_of: int) -> np.ndarray:
+        """``trending_at`` of one moment, without array calls (a request's path)."""
+        bucket = bisect.bisect_right(self.bucket_ends_list, int(as_of)) - 1
+        return self.trending[min(max(bucket, 0), len(self.bucket_ends) - 1)]
+
+    @cached_property
+    def bucket_ends_list(self) -> list[int]:
+        return self.bucket_ends.tolist()
 
 
 @dataclass

@@ -60,7 +60,7 @@ def _content(given: RouteInput, n: int) -> Proposal:
 
 
 def _trending(given: RouteInput, n: int) -> Proposal:
-    listed = given.components.timeline.trending_at(np.array([given.as_of]))[0]
+    listed = given.components.timeline.trending_list(given.as_of)
     positions = np.flatnonzero(listed >= 0)
     return listed[positions].astype(np.int64), (len(listed) - positions).astype(np.float32)
 

@@ -122,3 +122,12 @@ def test_an_hnsw_index_round_trips_through_pickle_and_the_bundle(tmp_path):
     assert manifest["content_index"]["kind"] == "hnsw" and HNSW_FILE in manifest["files"]
     loaded = load_bundle(tmp_path / "v")
     assert loaded.components.content_index.kind == "hnsw" and loaded.recommend("u3", k=5).fallback is None
+
+
+def test_one_moments_trending_list_equals_the_vectorised_lookup():
+    from recsys_serving.components import ItemTimeline
+
+    timeline = ItemTimeline(keys=np.arange(5), counts=np.ones(3, np.float32), bucket_ends=np.array([10, 20, 30]),
+                            trending=np.arange(9).reshape(3, 3), trending_seconds=5)
+    for moment in (0, 10, 15, 20, 29, 30, 35):
+        assert np.array_equal(timeline.trending_list(moment), timeline.trending_at(np.array([moment]))[0]), moment

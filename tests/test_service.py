@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,7 +107,6 @@ def test_admin_needs_the_token_and_bad_bundles_are_refused(models, tmp_path):
         refused = client.post("/models/reload", json={"version": "nope"}, headers=_admin())
         assert refused.status_code == 409 and "unknown model version" in refused.text
         corrupt = models / "bundles" / "v2-corrupt"
-        import shutil
 
         shutil.copytree(models / "bundles" / "v2", corrupt)
         (corrupt / "ranker.txt").write_text("broken")
@@ -286,8 +287,6 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, tmp_path):
-    import shutil
-    import subprocess
 
     import yaml
     from prometheus_client.parser import text_string_to_metric_families
@@ -330,10 +329,14 @@ def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, 
     assert samples[("recsys_drift_confirmed", (("source", "interactions"),))] == 1.0
     assert samples[("recsys_registry_ndcg_at_10", (("role", "challenger"), ("version", "v2")))] == 0.33
     assert samples[("recsys_challenger_waiting_seconds", ())] > 86_400
-    if shutil.which("promtool"):
-        checked = subprocess.run(["promtool", "check", "rules", str(DEPLOYMENT / "prometheus" / "alerts.yml")],
-                                 capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alert_rules_pass_promtool():
+    if not shutil.which("promtool"):
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus; .ci/run installs it)")
+    checked = subprocess.run(["promtool", "check", "rules", str(DEPLOYMENT / "prometheus" / "alerts.yml")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_cached_lists_are_not_tracked_by_the_garbage_collector(models, tmp_path):
