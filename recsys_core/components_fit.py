@@ -51,17 +51,18 @@ def fold_items(train: pd.DataFrame) -> np.ndarray:
 
 
 COLLABORATIVE_MODELS = ("ease", "item_cosine")
+# EASE over the most interacted items is the default: on the validation fold it beat a cosine over
+# every item on the sample and on the synthetic 10x set (scripts/compare_collaborative.py)
+COLLABORATIVE_DEFAULTS = {"collaborative_model": "ease", "ease_top_k": 200, "ease_lambda": 500.0,
+                          "ease_max_items": 10_000}
 
 
 def collaborative_description(params: dict | None = None) -> dict:
-    """What the manifest and MLflow record about the collaborative model ``params`` fit. EASE over
-    the most interacted items is the default: on the validation fold it beat a cosine over every
-    item on the sample and on the synthetic 10x set (``scripts/compare_collaborative.py``)."""
-    params = params or {}
-    model = params.get("collaborative_model", "ease")
-    described = {"model": model, "top_k": params.get("ease_top_k", 200)}
-    if model == "ease":
-        described.update({"lambda": params.get("ease_lambda", 500.0), "max_items": params.get("ease_max_items", 10_000)})
+    """What the manifest and MLflow record about the collaborative model ``params`` fit."""
+    p = {**COLLABORATIVE_DEFAULTS, **(params or {})}
+    described = {"model": p["collaborative_model"], "top_k": p["ease_top_k"]}
+    if p["collaborative_model"] == "ease":
+        described.update({"lambda": p["ease_lambda"], "max_items": p["ease_max_items"]})
     return described
 
 
@@ -69,15 +70,13 @@ def fit_collaborative(train: pd.DataFrame, item_ids: np.ndarray, params: dict | 
     """The collaborative route's item x item neighbour lists; ``params["collaborative_model"]``
     picks ``ease`` (default: EASE over the ``ease_max_items`` most interacted items) or
     ``item_cosine`` (cosine over every item)."""
-    params = params or {}
+    p = {**COLLABORATIVE_DEFAULTS, **(params or {})}
     data = InteractionMatrix.from_interactions(train, items=item_ids)
-    model = params.get("collaborative_model", "ease")
-    if model == "item_cosine":
-        return item_cosine_matrix(data.matrix, top_k=params.get("ease_top_k", 200))
-    if model != "ease":
-        raise ValueError(f"collaborative_model {model!r} is not one of {COLLABORATIVE_MODELS}")
-    return ease_recall_matrix(data.matrix, lam=params.get("ease_lambda", 500.0), top_k=params.get("ease_top_k", 200),
-                              max_items=params.get("ease_max_items", 10_000))
+    if p["collaborative_model"] == "item_cosine":
+        return item_cosine_matrix(data.matrix, top_k=p["ease_top_k"])
+    if p["collaborative_model"] != "ease":
+        raise ValueError(f"collaborative_model {p['collaborative_model']!r} is not one of {COLLABORATIVE_MODELS}")
+    return ease_recall_matrix(data.matrix, lam=p["ease_lambda"], top_k=p["ease_top_k"], max_items=p["ease_max_items"])
 
 
 def fit_covisitation(train: pd.DataFrame, item_ids: np.ndarray, params: dict | None = None) -> sp.csr_matrix:

@@ -15,7 +15,7 @@ import numpy as np
 
 from recsys_serving.components import Components
 from recsys_serving.routes import ROUTES, Route, RouteInput, route_names
-from recsys_serving.sparse import SparseRow, best, unique_sorted
+from recsys_serving.sparse import SparseRow, best, row_entries, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
 DAY = 86_400
@@ -34,7 +34,6 @@ def feature_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
 
 
 FEATURES = feature_names(ROUTES)
-ROUTE_SCORE = {route.name: route.score_feature for route in ROUTES}
 
 
 @dataclass
@@ -80,7 +79,6 @@ class UserState:
     content: SparseRow
     profile: np.ndarray
     user_categories: np.ndarray
-    history_length: int
     failed_routes: tuple = ()
 
     @property
@@ -124,9 +122,7 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
     profile = profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
     content = _isolated(failed, "content", lambda: _nearest(components, profile, per_route), empty)
     categories = components.categories
-    starts = categories.indptr[history]
-    lengths = categories.indptr[history + 1] - starts
-    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    offsets, _ = row_entries(categories, history)
     counts = np.bincount(categories.indices[offsets], minlength=categories.shape[1]).astype(np.float32)
     return UserState(
         collaborative=collaborative,
@@ -134,7 +130,6 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         content=content,
         profile=profile[0].astype(np.float32),
         user_categories=counts / np.float32(max(len(history), 1)),
-        history_length=len(history),
         failed_routes=tuple(failed),
     )
 
@@ -147,12 +142,11 @@ def _nearest(components: Components, profile: np.ndarray, k: int) -> SparseRow:
     return SparseRow(items[order].astype(np.int32), values[order], len(components.items))
 
 
-def _anchor_row(components: Components, matrix_name: str, anchor: int) -> SparseRow:
+def _anchor_row(matrix, anchor: int) -> SparseRow:
     if anchor < 0:
-        return SparseRow.empty(len(components.items))
-    matrix = getattr(components, matrix_name)
+        return SparseRow.empty(matrix.shape[1])
     lo, hi = matrix.indptr[anchor], matrix.indptr[anchor + 1]
-    return SparseRow(matrix.indices[lo:hi].astype(np.int32), matrix.data[lo:hi].astype(np.float32), len(components.items))
+    return SparseRow(matrix.indices[lo:hi].astype(np.int32), matrix.data[lo:hi].astype(np.float32), matrix.shape[1])
 
 
 def _relative(values: np.ndarray, row: SparseRow) -> np.ndarray:
@@ -170,9 +164,9 @@ class _OneRequest:
 def _candidates_of(components: Components, state: UserState, history: np.ndarray, anchor: int, as_of: int,
                    exclude: np.ndarray, keep_seen: bool, per_route: int, routes: tuple[Route, ...]) -> _OneRequest:
     failed = list(state.failed_routes)
-    anchor_collab = _isolated(failed, "collaborative", lambda: _anchor_row(components, "ease", anchor),
+    anchor_collab = _isolated(failed, "collaborative", lambda: _anchor_row(components.ease, anchor),
                               SparseRow.empty(len(components.items)))
-    anchor_covis = _isolated(failed, "covisitation", lambda: _anchor_row(components, "covisitation", anchor),
+    anchor_covis = _isolated(failed, "covisitation", lambda: _anchor_row(components.covisitation, anchor),
                              SparseRow.empty(len(components.items)))
     if "collaborative" in state.failed_routes:
         anchor_collab = SparseRow.empty(len(components.items))
@@ -271,9 +265,7 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
 
 def _dense_rows(matrix, rows: np.ndarray) -> np.ndarray:
     """``matrix[rows].toarray()`` for a CSR matrix, without scipy's per-call indexing overhead."""
-    starts = matrix.indptr[rows]
-    lengths = matrix.indptr[rows + 1] - starts
-    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    offsets, lengths = row_entries(matrix, rows)
     dense = np.zeros((len(rows), matrix.shape[1]), dtype=matrix.dtype)
     dense[np.repeat(np.arange(len(rows)), lengths), matrix.indices[offsets]] = matrix.data[offsets]
     return dense
@@ -288,5 +280,5 @@ def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> li
     return [order[s : min(e, s + k)] for s, e in zip(starts, ends, strict=True)]
 
 
-__all__ = ["FEATURES", "ROUTES", "ROUTE_SCORE", "Candidates", "Requests", "UserState", "feature_names", "generate",
+__all__ = ["FEATURES", "ROUTES", "Candidates", "Requests", "UserState", "feature_names", "generate",
            "route_names", "top_per_row", "user_state"]

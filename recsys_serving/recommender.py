@@ -75,6 +75,8 @@ class Recommender:
         self.features = feature_names(self.routes)
         self._route_names = names_of_bits(self.routes)
         self._route_bits = {route.name: 1 << bit for bit, route in enumerate(self.routes)}
+        self._route_score = {route.name: (bit, self.features.index(route.score_feature))
+                             for bit, route in enumerate(self.routes)}
         self._states: OrderedDict[int, UserState] = OrderedDict()
         self._state_bytes = 0
         self._state_lock = threading.Lock()
@@ -203,6 +205,12 @@ class Recommender:
             self._evict()
         return state
 
+    def clear_user_states(self) -> None:
+        """Forget every cached user state (the next request of each user is a first one again)."""
+        with self._state_lock:
+            self._states.clear()
+            self._state_bytes = 0
+
     def _evict(self) -> None:
         """Drop the least recently used states until the cache fits its budget (lock held)."""
         while self._state_bytes > self.state_cache_bytes and self._states:
@@ -235,9 +243,8 @@ class Recommender:
 
     def score(self, candidates: Candidates, route: str | None = None) -> np.ndarray:
         if route is not None:
-            table = {r.name: (bit, r.score_feature) for bit, r in enumerate(self.routes)}
-            bit, feature = table[route]
-            column = candidates.features[:, self.features.index(feature)]
+            bit, column_index = self._route_score[route]
+            column = candidates.features[:, column_index]
             proposed = (candidates.routes >> bit) & 1
             return np.where(proposed > 0, column, -np.inf)
         if self.ranker is None:

@@ -91,12 +91,10 @@ class Accumulator:
     def rows(self, matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> SparseRow:
         """``sum_i weights[i] * matrix[rows[i]]``. Products in float32, sums in float64 in the
         order of ``rows`` then of each row's entries, rounded to float32 once."""
-        starts = matrix.indptr[rows]
-        lengths = (matrix.indptr[rows + 1] - starts).astype(np.int64)
-        total = int(lengths.sum())
+        offsets, lengths = row_entries(matrix, rows)
+        total = len(offsets)
         if total == 0:
             return SparseRow.empty(self.catalog_size)
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         cols = matrix.indices[offsets]
         products = (matrix.data[offsets] * np.repeat(np.asarray(weights, dtype=np.float32), lengths)).astype(np.float64)
         if total >= self.catalog_size:
@@ -115,6 +113,15 @@ class Accumulator:
         finally:
             self._give_back(scratch)
         return SparseRow(support.astype(np.int32), values, self.catalog_size)
+
+
+def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``matrix.indices``/``data`` of the entries of ``rows``, row after row, and each
+    row's entry count: a CSR row gather without scipy's per-call indexing."""
+    starts = matrix.indptr[rows]
+    lengths = (matrix.indptr[rows + 1] - starts).astype(np.int64)
+    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    return offsets, lengths
 
 
 def best(items: np.ndarray, scores: np.ndarray, n: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -83,8 +83,7 @@ def in_process(path: Path, seed: int = 0) -> dict:
     n_users = len(comp.histories.users)
     users = comp.histories.users[rng.choice(n_users, min(REQUESTS, n_users), replace=False)]
     recommender.recommend_detail(str(comp.items[0]), user_id=str(comp.histories.users[0]))  # lazy set-up
-    recommender._states.clear()
-    recommender._state_bytes = 0
+    recommender.clear_user_states()
 
     def timed(anchors: np.ndarray) -> np.ndarray:
         out = np.empty(len(users))
@@ -97,8 +96,7 @@ def in_process(path: Path, seed: int = 0) -> dict:
     first = timed(comp.items[rng.integers(0, len(comp.items), len(users))])
     states = [s.nbytes for s in recommender._states.values()]
     repeat = timed(comp.items[rng.integers(0, len(comp.items), len(users))])
-    recommender._states.clear()
-    recommender._state_bytes = 0
+    recommender.clear_user_states()
     check = gate.latency(recommender, REQUESTS, gate.GateThresholds().latency_budget_ms)
     lengths = np.diff(comp.histories.indptr)
     return {
