@@ -68,6 +68,6 @@ bench-scale: install instance
 	$(PYTHON) -m scripts.bench_scale
 
 serve: install
-	$(VENV)/bin/uvicorn --factory recsys_serving.service.app:create_app --port $${PORT:-8000}
+	$(VENV)/bin/uvicorn --factory recsys_service.app:create_app --port $${PORT:-8000}
 
 .PHONY: help install instance demo ui test lint bench-pipeline bench bench-scale serve

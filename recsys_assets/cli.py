@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from recsys_assets import settings
-from recsys_core.registry import CHALLENGER, CHAMPION, RegistryError
+from recsys_registry.registry import CHALLENGER, CHAMPION, RegistryError
 
 
 def _registry():
@@ -148,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    settings.configure_libraries()
     try:
         return args.func(args)
     except RegistryError as error:

@@ -10,7 +10,7 @@ import dagster as dg
 
 from recsys_assets import settings
 from recsys_assets.definitions import defs
-from recsys_core.evaluation import markdown_table
+from recsys_training.evaluation import markdown_table
 
 
 def main() -> int:

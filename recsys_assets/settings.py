@@ -69,6 +69,36 @@ def mlflow_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{models_dir() / 'mlflow.db'}"
 
 
+def ranker_cache() -> Path | None:
+    """RECSYS_COMPILE_RANKER (1) and RECSYS_RANKER_CACHE ($XDG_CACHE_HOME/recsys/rankers, else
+    ~/.cache/recsys/rankers): the evaluation and the gate rank with the forest compiled to machine
+    code, as the service does, kept in this directory; None when RECSYS_COMPILE_RANKER=0."""
+    if os.environ.get("RECSYS_COMPILE_RANKER", "1") != "1":
+        return None
+    default = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "recsys" / "rankers"
+    return _path("RECSYS_RANKER_CACHE", default)
+
+
+def configure_libraries() -> None:
+    """Library behaviour set through the environment, for this process only: MLflow gives up on an
+    unreachable server at once (no retries, 5 s timeout) instead of retrying for minutes, and
+    Hugging Face never reaches for the network (the MiniLM model is installed as a package)."""
+    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+                        ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
+        os.environ.setdefault(name, value)
+
+
+def exposure_log() -> str:
+    """RECSYS_EXPOSURE_LOG: the service's exposure log the monitoring assets read (default
+    ``data/evaluation/exposure_log.jsonl`` under RECSYS_DATA_DIR)."""
+    return os.environ.get("RECSYS_EXPOSURE_LOG", "")
+
+
+def feature_redis_url() -> str:
+    """FEATURE_REDIS_URL: Redis the user feature view is synced to for the service (unset: not synced)."""
+    return os.environ.get("FEATURE_REDIS_URL", "")
+
+
 def similar_precompute_items() -> int:
     """RECSYS_SIMILAR_PRECOMPUTE_ITEMS: the bundle holds ranked "similar to X" lists for this many
     of the most popular items, served as a lookup; 0 turns it off (default 10000)."""
@@ -84,7 +114,7 @@ def gate_thresholds():
     """RECSYS_MIN_NDCG_GAIN (0.002), RECSYS_RECALL_TOLERANCE (0.005), RECSYS_AUC_TOLERANCE (0.05),
     RECSYS_MIN_EVAL_USERS (500), RECSYS_MIN_QUALITY_SCORE (90), RECSYS_LATENCY_BUDGET_MS (10),
     RECSYS_LATENCY_REQUESTS (1000)."""
-    from recsys_core.gate import GateThresholds
+    from recsys_training.promotion import GateThresholds
 
     env = os.environ.get
     return GateThresholds(
@@ -101,7 +131,7 @@ def gate_thresholds():
 def drift_thresholds():
     """RECSYS_DRIFT_PSI (0.2), RECSYS_DRIFT_KS (0.1), RECSYS_DRIFT_UNSEEN_SHARE (0.1),
     RECSYS_DRIFT_CENTROID_SHIFT (0.05), RECSYS_DRIFT_MIN_SIGNALS (2), RECSYS_DRIFT_MIN_ROWS (200)."""
-    from recsys_core.drift import DriftThresholds
+    from recsys_training.drift import DriftThresholds
 
     env = os.environ.get
     return DriftThresholds(psi=float(env("RECSYS_DRIFT_PSI", "0.2")), ks=float(env("RECSYS_DRIFT_KS", "0.1")),

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys_core import gate, synthetic
-from recsys_core.components_fit import collaborative_description, fit_components
-from recsys_core.ranker import train_ranker, training_set
-from recsys_core.registry import RegistryFile
-from recsys_core.split import SERVING, VALIDATION, protocol_folds
-from recsys_serving.bundle import load_bundle, read_manifest, save_bundle
-from recsys_serving.compiled_ranker import serving_ranker
-from recsys_serving.recommender import Recommender
-from recsys_serving.settings import ServiceSettings
+from recsys_registry.registry import RegistryFile
+from recsys_runtime import bundle_checks
+from recsys_runtime.bundle import load_bundle, read_manifest, save_bundle
+from recsys_runtime.compiled_ranker import serving_ranker
+from recsys_runtime.recommender import Recommender
+from recsys_service.settings import ServiceSettings
+from recsys_training import promotion, synthetic
+from recsys_training.components_fit import collaborative_description, fit_components
+from recsys_training.ranker import train_ranker, training_set
+from recsys_training.split import SERVING, VALIDATION, protocol_folds
 from scripts.bench_serving import free_port, paths_file, pinned, server_command, wait_ready, wrk
 
 SYNTHETIC = {  # users, catalog items, requested interactions
@@ -60,7 +61,7 @@ def build_synthetic(name: str, target: Path) -> dict:
     booster, info = train_ranker(training_set(validation, folds[VALIDATION].test), seed=0)
     del validation
     serving = fit_components(folds[SERVING].train, catalog, vectors)
-    recommender = Recommender(serving, serving_ranker(booster), version=name)
+    recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir), version=name)
     recommender.precompute_similar(SIMILAR_PRECOMPUTE)
     save_bundle(serving, booster, target, {"version": name, "ranker": info, "per_route": 100,
                                            "catalog_items": int(len(catalog)), "item_vectors": "synthetic topics",
@@ -77,7 +78,7 @@ def sample_bundle() -> Path:
 
 
 def in_process(path: Path, seed: int = 0) -> dict:
-    recommender = load_bundle(path)
+    recommender = load_bundle(path, ranker_cache=ServiceSettings().ranker_cache_dir)
     comp = recommender.components
     rng = np.random.default_rng(seed)
     n_users = len(comp.histories.users)
@@ -97,7 +98,7 @@ def in_process(path: Path, seed: int = 0) -> dict:
     states = [s.nbytes for s in recommender._states.values()]
     repeat = timed(comp.items[rng.integers(0, len(comp.items), len(users))])
     recommender.clear_user_states()
-    check = gate.latency(recommender, REQUESTS, gate.GateThresholds().latency_budget_ms)
+    check = bundle_checks.latency(recommender, REQUESTS, promotion.GateThresholds().latency_budget_ms)
     lengths = np.diff(comp.histories.indptr)
     return {
         "items": int(len(comp.items)),
@@ -123,7 +124,7 @@ def rss_mb(pid: int) -> float:
 
 
 def through_service(path: Path) -> dict:
-    comp = load_bundle(path, compiled=False).components
+    comp = load_bundle(path).components
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         tmp = Path(tmp)
         streams = {kind: paths_file(tmp, kind, comp, n=200_000) for kind in ("detail", "user")}

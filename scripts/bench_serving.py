@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys_core.registry import ModelRegistry, RegistryFile
-from recsys_serving.bundle import load_bundle
-from recsys_serving.components import Components
-from recsys_serving.service.admin_client import reload_model
-from recsys_serving.settings import ServiceSettings
+from recsys_registry.registry import ModelRegistry, RegistryFile
+from recsys_runtime.bundle import load_bundle
+from recsys_runtime.components import Components
+from recsys_service.admin_client import reload_model
+from recsys_service.settings import ServiceSettings
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
@@ -86,7 +86,7 @@ def paths_file(directory: Path, kind: str, comp: Components, n: int = PATHS, see
 
 def server_command(port: int) -> list[str]:
     """The service under one worker of BENCH_SERVER (uvicorn or granian), no access log."""
-    app = "recsys_serving.service.app:create_app"
+    app = "recsys_service.app:create_app"
     if SERVER == "granian":
         return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", app, "--port", str(port),
                 "--workers", "1", "--log-level", "warning", "--no-access-log"]
@@ -168,7 +168,7 @@ def main() -> int:
         tmp = Path(tmp)
         champion, other = prepare_models(settings.models_dir, tmp / "models")
         bundle_path = RegistryFile.load(tmp / "models" / "model_registry.json").version(champion)["path"]
-        comp = load_bundle(bundle_path, compiled=False).components
+        comp = load_bundle(bundle_path).components
         paths = {kind: paths_file(tmp, kind, comp) for kind in ("health", "similar", "detail", "user")}
         warm_up = {kind: paths_file(tmp, kind, comp, n=PATHS // 10, seed=1) for kind in ("similar", "detail", "user")}
         open_loop_paths = paths_file(tmp, "detail", comp, seed=3)

@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from recsys_core import synthetic
-from recsys_core.components_fit import COLLABORATIVE_MODELS, fit_components, fold_items
-from recsys_core.metrics import evaluate_lists
-from recsys_core.sources import load_movielens
-from recsys_core.split import VALIDATION, protocol_folds
-from recsys_serving.recommender import Recommender
-from recsys_serving.settings import PROJECT_ROOT, ServiceSettings
+from recsys_runtime.recommender import Recommender
+from recsys_service.settings import PROJECT_ROOT, ServiceSettings
+from recsys_training import synthetic
+from recsys_training.components_fit import COLLABORATIVE_MODELS, fit_components, fold_items
+from recsys_training.metrics import evaluate_lists
+from recsys_training.sources import load_movielens
+from recsys_training.split import VALIDATION, protocol_folds
 from scripts.bench_scale import SYNTHETIC
 
 

@@ -5,15 +5,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_core import synthetic
-from recsys_core.components_fit import fit_components
-from recsys_core.content import EMBEDDING_DIM
-from recsys_core.ranker import train_ranker, training_set
-from recsys_core.split import protocol_folds
-from recsys_serving.bundle import save_bundle
-from recsys_serving.compiled_ranker import serving_ranker
-from recsys_serving.content_index import ContentIndex
-from recsys_serving.recommender import Recommender
+from recsys_runtime.bundle import save_bundle
+from recsys_runtime.compiled_ranker import serving_ranker
+from recsys_runtime.content_index import ContentIndex
+from recsys_runtime.recommender import Recommender
+from recsys_service.settings import ServiceSettings
+from recsys_training import synthetic
+from recsys_training.components_fit import fit_components
+from recsys_training.content import EMBEDDING_DIM
+from recsys_training.ranker import train_ranker, training_set
+from recsys_training.split import protocol_folds
 
 
 def build_bundle(target: Path, seed: int, version: str, precompute: bool = False, content_kind: str = "exact") -> None:
@@ -29,7 +30,7 @@ def build_bundle(target: Path, seed: int, version: str, precompute: bool = False
     serving.content_index = ContentIndex(serving.embeddings, kind=content_kind)
     similar = None
     if precompute:  # as the pipeline does: ranked by the ranker the service will use
-        recommender = Recommender(serving, serving_ranker(booster), version=version)
+        recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir), version=version)
         recommender.precompute_similar(len(serving.items) // 2)
         similar = recommender.similar_table
     save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100}, similar=similar)

@@ -17,10 +17,10 @@ import uvicorn
 
 from recsys_assets.defs.automation import drift_retraining, notify_on_failure, reload_service_on_promotion
 from recsys_assets.defs.resources import NotifierResource, ServiceAdminResource
-from recsys_core import synthetic
-from recsys_core.registry import RegistryFile
-from recsys_serving.service.app import create_app
-from recsys_serving.settings import ServiceSettings
+from recsys_registry.registry import RegistryFile
+from recsys_service.app import create_app
+from recsys_service.settings import ServiceSettings
+from recsys_training import synthetic
 from tests.pipeline_helpers import checks, materialised, materialize, metadata
 from tests.webhook_server import Webhook
 

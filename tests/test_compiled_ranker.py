@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from recsys_serving.bundle import load_bundle
-from recsys_serving.compiled_ranker import CompiledRanker, compile_ranker
+from recsys_runtime.bundle import load_bundle
+from recsys_runtime.compiled_ranker import CompiledRanker, compile_ranker
 from tests.bundles import build_bundle
 
 
@@ -15,9 +15,8 @@ def bundle(tmp_path_factory):
     return path
 
 
-def test_compiled_scores_and_lists_equal_lightgbm(bundle, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECSYS_RANKER_CACHE", str(tmp_path / "cache"))
-    compiled, plain = load_bundle(bundle, compiled=True), load_bundle(bundle, compiled=False)
+def test_compiled_scores_and_lists_equal_lightgbm(bundle, tmp_path):
+    compiled, plain = load_bundle(bundle, ranker_cache=tmp_path / "cache"), load_bundle(bundle)
     assert isinstance(compiled.ranker, CompiledRanker) and not isinstance(plain.ranker, CompiledRanker)
     users = plain.components.histories.users[:60].tolist()
     anchors = plain.components.items[:60].tolist()
@@ -34,22 +33,20 @@ def test_compiled_scores_and_lists_equal_lightgbm(bundle, tmp_path, monkeypatch)
     assert explained.contributions is not None and len(explained.contributions) == 3
 
 
-def test_compiled_forest_is_cached_by_model(bundle, tmp_path, monkeypatch):
+def test_compiled_forest_is_cached_by_model(bundle, tmp_path):
     cache = tmp_path / "cache"
-    monkeypatch.setenv("RECSYS_RANKER_CACHE", str(cache))
-    load_bundle(bundle, compiled=True)
+    load_bundle(bundle, ranker_cache=cache)
     files = list(cache.iterdir())
     assert len(files) == 1 and files[0].suffix == ".so"
     built = files[0].stat().st_mtime_ns
-    load_bundle(bundle, compiled=True)  # loads the cached file instead of compiling again
+    load_bundle(bundle, ranker_cache=cache)  # loads the cached file instead of compiling again
     assert [f.name for f in cache.iterdir()] == [files[0].name] and files[0].stat().st_mtime_ns == built
 
 
-def test_a_failed_compilation_falls_back_to_lightgbm(bundle, tmp_path, monkeypatch):
+def test_a_failed_compilation_falls_back_to_lightgbm(bundle, tmp_path):
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    monkeypatch.setenv("RECSYS_RANKER_CACHE", str(blocked))
-    recommender = load_bundle(bundle, compiled=True)
+    recommender = load_bundle(bundle, ranker_cache=blocked)
     assert not isinstance(recommender.ranker, CompiledRanker)
     assert len(recommender.recommend(recommender.components.histories.users[0], 5).items) == 5
     assert compile_ranker(recommender.ranker, blocked) is None

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from recsys_core.content import embed_items_incrementally, embed_texts, item_text, load_encoder
+from recsys_training.content import embed_items_incrementally, embed_texts, item_text, load_encoder
 
 
 def test_item_text_joins_fields_and_skips_empty_parts():

@@ -14,7 +14,7 @@ def test_compose_runs_every_component_with_postgres_backed_dagster():
     instance = yaml.safe_load((DEPLOYMENT / "dagster" / "dagster.yaml").read_text())
     assert "postgres" in instance["storage"]
     service = compose["services"]["service"]
-    assert "recsys_serving.service.app:create_app" in service["command"]
+    assert "recsys_service.app:create_app" in service["command"]
     assert service["environment"]["REDIS_URL"].startswith("redis://redis")
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_core import notify, synthetic
-from recsys_core.drift import DriftThresholds, drift_report, psi, split_windows, write_findings
-from recsys_core.online_eval import (
+from recsys_training import notify, synthetic
+from recsys_training.drift import DriftThresholds, drift_report, psi, split_windows, write_findings
+from recsys_training.online_eval import (
     arm_comparison,
     ctr_change_points,
     exposure_metrics,
@@ -154,7 +154,7 @@ def test_canary_arms_are_compared_with_an_interval():
 
 
 def test_rotated_exposure_logs_are_read_whole(tmp_path):
-    from recsys_serving.service.exposure import ExposureLog
+    from recsys_service.exposure import ExposureLog
 
     path = tmp_path / "exposure_log.jsonl"
     log = ExposureLog(path, max_bytes=2_000)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from recsys_core.metrics import evaluate_lists, user_metrics
+from recsys_training.metrics import evaluate_lists, user_metrics
 
 
 def test_ndcg_recall_hit_by_hand():

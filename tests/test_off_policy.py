@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_core.off_policy import examination, snips
+from recsys_training.off_policy import examination, snips
 
 POOL, DEPTH = 20, 10
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from recsys_assets.definitions import defs
-from recsys_core.metrics import evaluate_lists
-from recsys_serving.bundle import BundleError, load_bundle, verify_bundle
+from recsys_runtime.bundle import BundleError, load_bundle, verify_bundle
+from recsys_training.metrics import evaluate_lists
 from tests.pipeline_helpers import materialize, metadata
 
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 from mlflow.tracking import MlflowClient
 
-from recsys_core import synthetic
-from recsys_core.registry import RegistryFile
+from recsys_registry.registry import RegistryFile
+from recsys_training import synthetic
 from tests.pipeline_helpers import checks, materialised, materialize, metadata
 
 GATE = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
@@ -148,7 +148,7 @@ def test_training_finishes_when_mlflow_is_down_and_the_backlog_is_uploaded_later
 
 
 def test_service_can_fetch_the_champion_through_the_mlflow_alias(history, tmp_path):
-    from recsys_serving.service.models import ModelManager
+    from recsys_service.models import ModelManager
 
     tmp, *_ = history
     champion = _registry(tmp).champion

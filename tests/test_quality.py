@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from recsys_assets.defs.quality import raw_interactions_schema_and_keys, raw_items_schema_and_keys
-from recsys_core import quality
-from recsys_core.schema import normalise_interactions, normalise_items
+from recsys_training import quality
+from recsys_training.schema import normalise_interactions, normalise_items
 
 ITEMS = normalise_items(pd.DataFrame({"item_id": [str(i) for i in range(20)], "title": [f"t{i}" for i in range(20)]}),
                         "items").rows

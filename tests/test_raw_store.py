@@ -1,4 +1,4 @@
-from recsys_core.raw_store import RawStore, Watermark, merge_new
+from recsys_training.raw_store import RawStore, Watermark, merge_new
 from tests.conftest import interactions
 
 

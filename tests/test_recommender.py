@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_core.components_fit import fit_components
-from recsys_core.ranker import training_set, user_requests
-from recsys_serving.candidates import FEATURES, generate, route_names
-from recsys_serving.recommender import Recommender
+from recsys_runtime.candidates import FEATURES, generate, route_names
+from recsys_runtime.recommender import Recommender
+from recsys_training.components_fit import fit_components
+from recsys_training.ranker import training_set, user_requests
 from tests.conftest import interactions
 
 DAY = 86_400
@@ -114,7 +114,7 @@ def test_batch_and_single_requests_agree(world):
 
 
 def test_a_batch_equals_its_requests_one_by_one(world):
-    from recsys_serving.candidates import Requests
+    from recsys_runtime.candidates import Requests
 
     _, _, comp = world
     requests = user_requests(comp, np.array([f"u{u}" for u in range(12)]))

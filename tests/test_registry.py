@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from recsys_assets.cli import main
-from recsys_core.registry import MlflowRegistry, ModelRegistry, RegistryError
+from recsys_registry.registry import MlflowRegistry, ModelRegistry, RegistryError
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_core.baselines import ease_weights
-from recsys_core.collaborative import ease_item_weights, ease_recall_matrix, item_cosine_matrix
-from recsys_core.covisitation import covisitation_matrix
-from recsys_core.popularity import item_timeline
-from recsys_core.sparse_topk import keep_top_k_per_row
-from recsys_serving.content_index import ContentIndex
+from recsys_runtime.content_index import ContentIndex
+from recsys_training.baselines import ease_weights
+from recsys_training.collaborative import ease_item_weights, ease_recall_matrix, item_cosine_matrix
+from recsys_training.covisitation import covisitation_matrix
+from recsys_training.popularity import item_timeline
+from recsys_training.sparse_topk import keep_top_k_per_row
 from tests.conftest import interactions
 
 DAY = 86_400
@@ -103,7 +103,7 @@ def test_item_cosine_equals_the_dense_cosine_pruned_per_row_in_any_block_size():
 def test_an_hnsw_index_round_trips_through_pickle_and_the_bundle(tmp_path):
     import pickle
 
-    from recsys_serving.bundle import HNSW_FILE, load_bundle, read_manifest
+    from recsys_runtime.bundle import HNSW_FILE, load_bundle, read_manifest
     from tests.bundles import build_bundle
 
     rng = np.random.default_rng(0)
@@ -125,7 +125,7 @@ def test_an_hnsw_index_round_trips_through_pickle_and_the_bundle(tmp_path):
 
 
 def test_one_moments_trending_list_equals_the_vectorised_lookup():
-    from recsys_serving.components import ItemTimeline
+    from recsys_runtime.components import ItemTimeline
 
     timeline = ItemTimeline(keys=np.arange(5), counts=np.ones(3, np.float32), bucket_ends=np.array([10, 20, 30]),
                             trending=np.arange(9).reshape(3, 3), trending_seconds=5)

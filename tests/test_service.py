@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 
-from recsys_core.registry import ModelRegistry
-from recsys_serving.bundle import load_bundle
-from recsys_serving.service.app import create_app, overlap_at_k, rank_biased_overlap
-from recsys_serving.service.models import user_bucket
-from recsys_serving.settings import ServiceSettings
+from recsys_registry.registry import ModelRegistry
+from recsys_runtime.bundle import load_bundle
+from recsys_service.app import create_app, overlap_at_k, rank_biased_overlap
+from recsys_service.models import user_bucket
+from recsys_service.settings import ServiceSettings
 from tests.bundles import build_bundle
 from tests.redis_server import redis_server
 
@@ -235,7 +235,7 @@ def test_online_features_personalise_users_the_bundle_does_not_know(models, tmp_
     import pandas as pd
     import redis
 
-    from recsys_core.online_features import read_recent_items, sync_user_features
+    from recsys_runtime.online_features import read_recent_items, sync_user_features
 
     view = pd.DataFrame({"user_id": ["newcomer", "u1"], "interactions": [3, 5], "mean_value": [4.0, 3.0],
                          "first_seen": [1, 2], "last_seen": [3, 4], "recent_items": ["i7|i8|i9", "i1"],

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from recsys_assets import settings
-from recsys_core import sources, synthetic
-from recsys_core.schema import SchemaError, normalise_interactions
+from recsys_training import sources, synthetic
+from recsys_training.schema import SchemaError, normalise_interactions
 from tests.postgres import postgres_server
 
 ITEMS = pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["A", "B", "C"], "categories": ["x|y", "y", ""]})

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from recsys_core import synthetic
-from recsys_core.components_fit import fit_components
-from recsys_serving.candidates import FEATURES, Requests, feature_names, generate, recency_weights, user_state
-from recsys_serving.recommender import Recommender
-from recsys_serving.routes import ROUTES, Route
-from recsys_serving.sparse import Accumulator, best
+from recsys_runtime.candidates import FEATURES, Requests, feature_names, generate, recency_weights, user_state
+from recsys_runtime.recommender import Recommender
+from recsys_runtime.routes import ROUTES, Route
+from recsys_runtime.sparse import Accumulator, best
+from recsys_training import synthetic
+from recsys_training.components_fit import fit_components
 
 PER_ROUTE = 40
 

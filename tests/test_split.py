@@ -1,6 +1,6 @@
 import pandas as pd
 
-from recsys_core.split import dedupe_interactions, protocol_folds, temporal_holdout
+from recsys_training.split import dedupe_interactions, protocol_folds, temporal_holdout
 from tests.conftest import interactions
 
 

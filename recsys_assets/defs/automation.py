@@ -10,7 +10,7 @@ from recsys_assets import settings
 from recsys_assets.defs import jobs
 from recsys_assets.defs.resources import NotifierResource, ServiceAdminResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_core.registry import RegistryFile
+from recsys_registry.registry import RegistryFile
 
 GATE_CHECKS = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
                "latency_within_budget", "off_policy_clicks"}

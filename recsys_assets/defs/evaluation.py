@@ -5,10 +5,11 @@ import json
 
 import dagster as dg
 
+from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
-from recsys_core.evaluation import evaluate, markdown_table
-from recsys_core.split import SERVING, Split
-from recsys_serving.bundle import load_bundle
+from recsys_runtime.bundle import load_bundle
+from recsys_training.evaluation import evaluate, markdown_table
+from recsys_training.split import SERVING, Split
 
 
 @dg.asset(group_name="evaluation", kinds={"json"})
@@ -16,7 +17,7 @@ def evaluation_summary(context: dg.AssetExecutionContext, storage: StorageResour
                        interactions_split: dict[str, Split], ranking_model: dict) -> dict:
     """ndcg/recall/hr/coverage@10 of the served recommender, of each route alone and of the
     baselines (most popular, item-kNN, EASE), for user and detail-page lists."""
-    recommender = load_bundle(model_bundle)
+    recommender = load_bundle(model_bundle, ranker_cache=settings.ranker_cache())
     summary = evaluate(recommender, interactions_split[SERVING])
     summary["ranking_auc"] = ranking_model["info"]["auc"]
     summary["bundle"] = model_bundle

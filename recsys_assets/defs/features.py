@@ -4,8 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from recsys_core.feature_views import item_feature_view, user_feature_view
-from recsys_core.split import SERVING, VALIDATION, Split, protocol_folds
+from recsys_training.feature_views import item_feature_view, user_feature_view
+from recsys_training.split import SERVING, VALIDATION, Split, protocol_folds
 
 
 @dg.asset(group_name="features", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())

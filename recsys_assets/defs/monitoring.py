@@ -12,10 +12,11 @@ import pandas as pd
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_core.drift import drift_report as compare_windows
-from recsys_core.drift import split_windows, write_finding, write_findings
-from recsys_core.off_policy import snips
-from recsys_core.online_eval import (
+from recsys_runtime.bundle import BundleError, load_bundle, trained_until
+from recsys_training.drift import drift_report as compare_windows
+from recsys_training.drift import split_windows, write_finding, write_findings
+from recsys_training.off_policy import snips
+from recsys_training.online_eval import (
     ADWIN_DELTA,
     ctr_change_points,
     logged_for_estimate,
@@ -24,10 +25,9 @@ from recsys_core.online_eval import (
     reconcile,
     service_counts,
 )
-from recsys_core.online_eval import (
+from recsys_training.online_eval import (
     exposure_metrics as online_metrics,
 )
-from recsys_serving.bundle import BundleError, load_bundle, trained_until
 
 MONITORING = "monitoring"
 
@@ -160,7 +160,7 @@ def off_policy_result(bundle_path: str, log_path: Path, min_requests: int, depth
     lists = log.lists[log.lists["fallback"].isna()].sort_values("time").tail(max_requests)
     if len(lists) < min_requests:
         return False, f"skipped: {len(lists)} logged lists, fewer than {min_requests}", {"lists": len(lists)}
-    model = load_bundle(bundle_path)
+    model = load_bundle(bundle_path, ranker_cache=settings.ranker_cache())
     users = [None if pd.isna(u) else str(u) for u in lists["user_id"]]
     anchors = [None if pd.isna(i) else str(i) for i in lists["item_id"]]
     recommended = model.recommend_many(users, anchors, depth)

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from recsys_core.online_features import sync_user_features
+from recsys_runtime.online_features import sync_user_features
 
 
 class FeatureStoreResource(dg.ConfigurableResource):

@@ -8,8 +8,8 @@ import pandas as pd
 from recsys_assets import settings
 from recsys_assets.defs.raw import raw_interactions, raw_items
 from recsys_assets.defs.resources import StorageResource
-from recsys_core import quality
-from recsys_core.raw_store import INTERACTION_KEY
+from recsys_training import quality
+from recsys_training.raw_store import INTERACTION_KEY
 
 ITEM_KEY = ["item_id"]
 

@@ -11,15 +11,15 @@ import scipy.sparse as sp
 
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
-from recsys_core.components_fit import assemble_components, collaborative_description, fold_items
-from recsys_core.ranker import TrainingSet, train_ranker, training_set
-from recsys_core.split import SERVING, VALIDATION, Split
-from recsys_serving.bundle import save_bundle
-from recsys_serving.candidates import FEATURES, route_names
-from recsys_serving.compiled_ranker import serving_ranker
-from recsys_serving.components import Components, ItemTimeline
-from recsys_serving.content_index import ContentIndex
-from recsys_serving.recommender import Recommender
+from recsys_runtime.bundle import save_bundle
+from recsys_runtime.candidates import FEATURES, route_names
+from recsys_runtime.compiled_ranker import serving_ranker
+from recsys_runtime.components import Components, ItemTimeline
+from recsys_runtime.content_index import ContentIndex
+from recsys_runtime.recommender import Recommender
+from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
+from recsys_training.ranker import TrainingSet, train_ranker, training_set
+from recsys_training.split import SERVING, VALIDATION, Split
 
 ROUTE_INPUTS = ("collaborative_index", "covisitation_index", "content_index", "popular_items")
 
@@ -108,7 +108,8 @@ def model_bundle(
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
     # the stored lists are ranked by the ranker the service will use
-    recommender = Recommender(components=components, ranker=serving_ranker(booster), version=version, per_route=config.per_route)
+    ranker = serving_ranker(booster, settings.ranker_cache())
+    recommender = Recommender(components=components, ranker=ranker, version=version, per_route=config.per_route)
     precompute_started = time.perf_counter()
     precomputed = recommender.precompute_similar(settings.similar_precompute_items())
     precompute_seconds = time.perf_counter() - precompute_started

@@ -9,7 +9,7 @@ import pandas as pd
 
 from recsys_assets import settings
 from recsys_assets.defs.resources import DataSourceResource, StorageResource
-from recsys_core.raw_store import RawStore, merge_new
+from recsys_training.raw_store import RawStore, merge_new
 
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=settings.raw_max_lag_hours()),

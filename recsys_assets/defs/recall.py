@@ -9,12 +9,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.defs.resources import StorageResource
-from recsys_core.components_fit import embedding_matrix, fit_collaborative, fit_covisitation, fold_items
-from recsys_core.content import embed_items_incrementally
-from recsys_core.popularity import item_timeline, popular_table
-from recsys_core.split import SERVING, Split
-from recsys_serving.components import ItemTimeline
-from recsys_serving.content_index import ContentIndex
+from recsys_runtime.components import ItemTimeline
+from recsys_runtime.content_index import ContentIndex
+from recsys_training.components_fit import embedding_matrix, fit_collaborative, fit_covisitation, fold_items
+from recsys_training.content import embed_items_incrementally
+from recsys_training.popularity import item_timeline, popular_table
+from recsys_training.split import SERVING, Split
 
 
 def _per_fold(split: dict[str, Split], fit) -> tuple[dict, dict]:

@@ -8,11 +8,12 @@ import dagster as dg
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_core import gate
-from recsys_core.evaluation import evaluate
-from recsys_core.ranker import TrainingSet, ranking_auc
-from recsys_core.split import SERVING, Split
-from recsys_serving.bundle import BundleError, load_bundle
+from recsys_runtime import bundle_checks
+from recsys_runtime.bundle import BundleError, load_bundle
+from recsys_training import promotion
+from recsys_training.evaluation import evaluate
+from recsys_training.ranker import TrainingSet, ranking_auc
+from recsys_training.split import SERVING, Split
 
 
 def _metrics(summary: dict) -> dict:
@@ -67,7 +68,7 @@ def challenger(context: dg.AssetExecutionContext, mlflow_tracking: MlflowResourc
     return {"version": version, "path": model_bundle, "metrics": metrics, **logged}
 
 
-def _record_gate(mlflow_tracking: MlflowResource, challenger: dict, check: str, result: gate.GateResult) -> None:
+def _record_gate(mlflow_tracking: MlflowResource, challenger: dict, check: str, result: bundle_checks.GateResult) -> None:
     """Each gate outcome is a tag on the challenger's MLflow model version, when there is one."""
     if not challenger.get("mlflow_version"):
         return
@@ -79,7 +80,7 @@ def _record_gate(mlflow_tracking: MlflowResource, challenger: dict, check: str, 
 
 
 def _check_result(mlflow_tracking: MlflowResource, challenger: dict, check: str,
-                  result: gate.GateResult) -> dg.AssetCheckResult:
+                  result: bundle_checks.GateResult) -> dg.AssetCheckResult:
     _record_gate(mlflow_tracking, challenger, check, result)
     return dg.AssetCheckResult(passed=bool(result.passed), description=result.reason,
                                metadata={"reason": result.reason, **{k: v for k, v in result.numbers.items() if v is not None}})
@@ -97,14 +98,14 @@ def beats_champion(challenger: dict, interactions_split: dict[str, Split], recal
     if champion_version and champion_version != challenger["version"]:
         entry = registry.file.version(champion_version)
         try:
-            model = load_bundle(entry["path"])
+            model = load_bundle(entry["path"], ranker_cache=settings.ranker_cache())
             summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
             champion = {**_metrics(summary), "auc": ranking_auc(model.ranker, recall_candidates)}
         except (BundleError, OSError) as error:
             champion = None
-            result = gate.GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
+            result = bundle_checks.GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
             return _check_result(mlflow_tracking, challenger, "beats_champion", result)
-    result = gate.compare_with_champion(challenger["metrics"], champion, settings.gate_thresholds())
+    result = promotion.compare_with_champion(challenger["metrics"], champion, settings.gate_thresholds())
     return _check_result(mlflow_tracking, challenger, "beats_champion", result)
 
 
@@ -113,14 +114,14 @@ def beats_champion(challenger: dict, interactions_split: dict[str, Split], recal
 def enough_evaluated_users(challenger: dict, interactions_split: dict[str, Split],
                            mlflow_tracking: MlflowResource) -> dg.AssetCheckResult:
     available = int(interactions_split[SERVING].test["user_id"].nunique())
-    result = gate.enough_users(int(challenger["metrics"]["evaluated_users"]), available, settings.gate_thresholds())
+    result = promotion.enough_users(int(challenger["metrics"]["evaluated_users"]), available, settings.gate_thresholds())
     return _check_result(mlflow_tracking, challenger, "enough_evaluated_users", result)
 
 
 @dg.asset_check(asset=challenger, blocking=True,
                 description="The data it was trained on scored at least RECSYS_MIN_QUALITY_SCORE (90).")
 def trained_on_quality_data(challenger: dict, mlflow_tracking: MlflowResource) -> dg.AssetCheckResult:
-    result = gate.quality_ok(challenger["metrics"]["data_quality_score"], settings.gate_thresholds())
+    result = promotion.quality_ok(challenger["metrics"]["data_quality_score"], settings.gate_thresholds())
     return _check_result(mlflow_tracking, challenger, "trained_on_quality_data", result)
 
 
@@ -128,9 +129,9 @@ def trained_on_quality_data(challenger: dict, mlflow_tracking: MlflowResource) -
                 description="The bundle loads, matches its checksums and answers smoke queries.")
 def bundle_loads_and_answers(challenger: dict, mlflow_tracking: MlflowResource) -> dg.AssetCheckResult:
     try:
-        result = gate.smoke_queries(load_bundle(challenger["path"]))
+        result = bundle_checks.smoke_queries(load_bundle(challenger["path"], ranker_cache=settings.ranker_cache()))
     except (BundleError, OSError, ValueError) as error:
-        result = gate.GateResult(False, f"bundle does not load: {error}")
+        result = bundle_checks.GateResult(False, f"bundle does not load: {error}")
     return _check_result(mlflow_tracking, challenger, "bundle_loads_and_answers", result)
 
 
@@ -138,7 +139,8 @@ def bundle_loads_and_answers(challenger: dict, mlflow_tracking: MlflowResource) 
                 description="p95 of in-process requests under RECSYS_LATENCY_BUDGET_MS (10 ms).")
 def latency_within_budget(challenger: dict, mlflow_tracking: MlflowResource) -> dg.AssetCheckResult:
     thresholds = settings.gate_thresholds()
-    result = gate.latency(load_bundle(challenger["path"]), thresholds.latency_requests, thresholds.latency_budget_ms)
+    model = load_bundle(challenger["path"], ranker_cache=settings.ranker_cache())
+    result = bundle_checks.latency(model, thresholds.latency_requests, thresholds.latency_budget_ms)
     return _check_result(mlflow_tracking, challenger, "latency_within_budget", result)
 
 

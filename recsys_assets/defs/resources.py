@@ -1,6 +1,5 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -8,8 +7,8 @@ import dagster as dg
 from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_core import notify, sources, synthetic
-from recsys_serving.service.admin_client import reload_model
+from recsys_service.admin_client import reload_model
+from recsys_training import notify, sources, synthetic
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -96,7 +95,7 @@ def resources_from_environment() -> dict:
     data_dir = settings.data_dir()
     return {
         "storage": StorageResource(data_dir=str(data_dir), models_dir=str(settings.models_dir()),
-                                   exposure_log=os.environ.get("RECSYS_EXPOSURE_LOG", "")),
+                                   exposure_log=settings.exposure_log()),
         "source": DataSourceResource(
             kind=settings.source_kind(), sample_dir=str(settings.sample_dir()), export_dir=settings.export_dir(),
             database_url=settings.database_url(), items_table=settings.items_table(),
@@ -104,7 +103,7 @@ def resources_from_environment() -> dict:
             synthetic_interactions=interactions, seed=settings.seed(),
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(data_dir / "dagster_storage")),
-        "feature_store": FeatureStoreResource(redis_url=os.environ.get("FEATURE_REDIS_URL", "")),
+        "feature_store": FeatureStoreResource(redis_url=settings.feature_redis_url()),
         "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
                                           models_dir=str(settings.models_dir())),
         "notifier": NotifierResource(url=settings.webhook()[0], style=settings.webhook()[1]),

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import dagster as dg
 
-from recsys_core import tracking
-from recsys_core.registry import MlflowRegistry, ModelRegistry
+from recsys_registry.registry import MlflowRegistry, ModelRegistry
+from recsys_training import tracking
 
 
 class MlflowResource(dg.ConfigurableResource):

@@ -1,0 +1,1 @@
+"""The model registry (champion / challenger aliases and history), shared by pipeline and service."""

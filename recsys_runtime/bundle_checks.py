@@ -1,0 +1,69 @@
+"""Checks of a loaded bundle as it will serve: smoke queries and in-process latency.
+
+The promotion gate runs them before a model is promoted and the service runs the smoke queries
+before it swaps a model in; each returns a ``GateResult``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys_runtime.recommender import Recommender
+
+
+@dataclass
+class GateResult:
+    """One check's outcome: passed, the reason in words, and the numbers behind it."""
+
+    passed: bool
+    reason: str
+    numbers: dict = field(default_factory=dict)
+
+
+def smoke_queries(recommender: Recommender, k: int = 10) -> GateResult:
+    """A known user, an unknown user, a known item and an unknown item answer sensibly."""
+    comp = recommender.components
+    problems = []
+    user = str(comp.histories.users[len(comp.histories.users) // 2])
+    seen = set(comp.items[comp.histories.row(len(comp.histories.users) // 2)[0]].tolist())
+    known = recommender.recommend(user, k=k)
+    if known.fallback or len(known.items) != k or len(set(known.items)) != k or seen & set(known.items):
+        problems.append(f"user {user}: fallback={known.fallback}, {len(known.items)} items, seen items returned")
+    item = str(comp.items[int(np.argmax(comp.timeline.counts))])
+    similar = recommender.similar(item, k=k)
+    if similar.fallback or len(similar.items) != k or item in similar.items:
+        problems.append(f"similar({item}): fallback={similar.fallback}, {len(similar.items)} items")
+    if recommender.recommend("__smoke_unknown_user__", k=k).fallback != "unknown user":
+        problems.append("an unknown user does not fall back to popular items")
+    if recommender.similar("__smoke_unknown_item__", k=k).fallback != "unknown item":
+        problems.append("an unknown item does not fall back to popular items")
+    if problems:
+        return GateResult(False, "; ".join(problems))
+    return GateResult(True, "4 smoke queries answered")
+
+
+def latency(recommender: Recommender, requests: int, budget_ms: float, seed: int = 0) -> GateResult:
+    """p95 of single in-process requests: a mix of user, detail and similar requests on sampled ids."""
+    comp = recommender.components
+    rng = np.random.default_rng(seed)
+    users = comp.histories.users[rng.integers(0, len(comp.histories.users), requests)]
+    items = comp.items[rng.integers(0, len(comp.items), requests)]
+    kinds = rng.integers(0, 3, requests)
+    recommender.recommend(str(users[0]))  # warm-up
+    durations = np.empty(requests)
+    for i in range(requests):
+        started = time.perf_counter()
+        if kinds[i] == 0:
+            recommender.recommend(str(users[i]))
+        elif kinds[i] == 1:
+            recommender.recommend_detail(str(items[i]), user_id=str(users[i]))
+        else:
+            recommender.similar(str(items[i]))
+        durations[i] = (time.perf_counter() - started) * 1000
+    p50, p95, p99 = np.percentile(durations, [50, 95, 99])
+    ok = p95 < budget_ms
+    return GateResult(ok, f"p95 {p95:.2f} ms {'<' if ok else '>='} budget {budget_ms} ms over {requests} requests",
+                      {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)})

@@ -1,0 +1,284 @@
+"""Recall candidates and ranker features, one request at a time, in sparse form.
+
+The same function feeds the ranker's training (components fitted on the training cut), the
+offline evaluation and the service (components fitted on all training data), so the features the
+ranker learnt from are exactly the ones it sees in production. A request's work grows with its
+history and its candidates: every route answers from per-item neighbour lists or from global
+top-N lists (``routes.ROUTES``), and features are computed for the candidates only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_runtime.components import Components
+from recsys_runtime.routes import ROUTES, Route, RouteInput, route_names
+from recsys_runtime.sparse import SparseRow, best, row_entries, unique_sorted
+
+RECENCY_HALF_LIFE = 10.0
+DAY = 86_400
+TREND_WINDOWS = (7 * DAY, 30 * DAY, 365 * DAY)
+BASE_FEATURES = (
+    "collaborative_score", "collaborative_rel", "covisitation_score", "covisitation_rel",
+    "content_score", "anchor_collaborative", "anchor_covisitation", "anchor_content",
+    "log_count", "trend_7d", "trend_30d", "trend_365d", "item_age_days", "item_mean_value",
+    "category_affinity", "log_history_length",
+)
+
+
+def feature_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
+    """The ranker's feature columns: the base features, then which routes proposed the item."""
+    return BASE_FEATURES + tuple(f"from_{route.name}" for route in routes)
+
+
+FEATURES = feature_names(ROUTES)
+
+
+@dataclass
+class Requests:
+    """A batch of requests: each has a history (item indices, oldest first), an anchor item
+    index (-1 for none), a reference time and items that must not be returned. History items
+    are never returned unless ``keep_seen`` is set for the request."""
+
+    histories: list[np.ndarray]
+    anchors: np.ndarray
+    as_of: np.ndarray
+    exclude: list[np.ndarray]
+    keep_seen: np.ndarray | None = None
+
+
+@dataclass
+class Candidates:
+    """Flat (request row, item index) pairs with their feature matrix and route bitmask."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    features: np.ndarray
+    routes: np.ndarray
+    failed_routes: tuple = ()
+    route_table: tuple[Route, ...] = ROUTES
+
+    def route_names(self, position: int) -> list[str]:
+        bits = int(self.routes[position])
+        return [route.name for r, route in enumerate(self.route_table) if bits & (1 << r)]
+
+
+@dataclass
+class UserState:
+    """What a request's candidates need from its history alone (no anchor, no exclusions): the
+    collaborative and co-visitation scores as sparse rows, the content profile and its nearest
+    items, and the category profile. Deterministic for a given history, so a service can keep
+    it per user. Its size grows with the history, never with the catalog:
+    8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
+    (embedding dimension + categories), where a support is at most history x neighbours per item."""
+
+    collaborative: SparseRow
+    covisitation: SparseRow
+    content: SparseRow
+    profile: np.ndarray
+    user_categories: np.ndarray
+    failed_routes: tuple = ()
+
+    @property
+    def nbytes(self) -> int:
+        return (self.collaborative.nbytes + self.covisitation.nbytes + self.content.nbytes
+                + self.profile.nbytes + self.user_categories.nbytes)
+
+
+def _isolated(failed: list, route: str, compute, empty):
+    """A route that raises is cut off for this request (its scores are zero), not the request."""
+    try:
+        return compute()
+    except Exception:  # noqa: BLE001 - any route failure degrades to the other routes
+        failed.append(route)
+        return empty
+
+
+def recency_weights(length: int) -> np.ndarray:
+    """Weight of each history position (oldest first): halves every RECENCY_HALF_LIFE items."""
+    from_end = np.arange(length - 1, -1, -1).astype(np.float32)
+    return np.power(0.5, from_end / RECENCY_HALF_LIFE).astype(np.float32)
+
+
+def user_state(components: Components, history: np.ndarray, per_route: int = 100) -> UserState:
+    """The ``UserState`` of one history (item indices, oldest first)."""
+    history = np.asarray(history, dtype=np.int64)
+    n_items = len(components.items)
+    recency = recency_weights(len(history))
+    failed: list[str] = []
+    empty = SparseRow.empty(n_items)
+    accumulate = components.accumulator.rows
+    collaborative = _isolated(failed, "collaborative", lambda: accumulate(
+        components.ease, history, np.ones(len(history), np.float32)), empty)
+    covisitation = _isolated(failed, "covisitation", lambda: accumulate(
+        components.covisitation, history, recency), empty)
+    embeddings = components.embeddings
+    if len(history):
+        profile = np.add.reduceat(embeddings[history] * recency[:, None], [0], axis=0)
+    else:
+        profile = np.zeros((1, embeddings.shape[1]), dtype=np.float32)
+    profile = profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+    content = _isolated(failed, "content", lambda: _nearest(components, profile, per_route), empty)
+    categories = components.categories
+    offsets, _ = row_entries(categories, history)
+    counts = np.bincount(categories.indices[offsets], minlength=categories.shape[1]).astype(np.float32)
+    return UserState(
+        collaborative=collaborative,
+        covisitation=covisitation,
+        content=content,
+        profile=profile[0].astype(np.float32),
+        user_categories=counts / np.float32(max(len(history), 1)),
+        failed_routes=tuple(failed),
+    )
+
+
+def _nearest(components: Components, profile: np.ndarray, k: int) -> SparseRow:
+    scores, indices = components.content_index.search(profile, k)
+    keep = (indices[0] >= 0) & (scores[0] > 0)
+    items, values = indices[0][keep], scores[0][keep].astype(np.float32)
+    order = np.argsort(items)
+    return SparseRow(items[order].astype(np.int32), values[order], len(components.items))
+
+
+def _anchor_row(matrix, anchor: int) -> SparseRow:
+    if anchor < 0:
+        return SparseRow.empty(matrix.shape[1])
+    lo, hi = matrix.indptr[anchor], matrix.indptr[anchor + 1]
+    return SparseRow(matrix.indices[lo:hi].astype(np.int32), matrix.data[lo:hi].astype(np.float32), matrix.shape[1])
+
+
+def _relative(values: np.ndarray, row: SparseRow) -> np.ndarray:
+    return values / np.float32(max(row.max(), 1e-9))
+
+
+@dataclass
+class _OneRequest:
+    items: np.ndarray
+    bits: np.ndarray
+    columns: dict[str, np.ndarray]
+    failed: tuple
+
+
+def _candidates_of(components: Components, state: UserState, history: np.ndarray, anchor: int, as_of: int,
+                   exclude: np.ndarray, keep_seen: bool, per_route: int, routes: tuple[Route, ...]) -> _OneRequest:
+    failed = list(state.failed_routes)
+    anchor_collab = _isolated(failed, "collaborative", lambda: _anchor_row(components.ease, anchor),
+                              SparseRow.empty(len(components.items)))
+    anchor_covis = _isolated(failed, "covisitation", lambda: _anchor_row(components.covisitation, anchor),
+                             SparseRow.empty(len(components.items)))
+    if "collaborative" in state.failed_routes:
+        anchor_collab = SparseRow.empty(len(components.items))
+    if "covisitation" in state.failed_routes:
+        anchor_covis = SparseRow.empty(len(components.items))
+    blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
+    blocked = unique_sorted(blocked)
+    given = RouteInput(components, state, anchor, anchor_covis, as_of, blocked)
+    picks = []
+    for route in routes:
+        n = route.size(per_route)
+        items, scores = route.propose(given, n)
+        picks.append(best(np.asarray(items, dtype=np.int64), scores, n, blocked)[0])
+    items, inverse = np.unique(np.concatenate(picks), return_inverse=True)
+    bits = np.zeros(len(items), dtype=np.uint8)
+    np.bitwise_or.at(bits, inverse, np.repeat((1 << np.arange(len(picks))).astype(np.uint8), [len(p) for p in picks]))
+    collaborative, covisitation = state.collaborative.at(items), state.covisitation.at(items)
+    columns = {
+        "collaborative_score": collaborative,
+        "collaborative_rel": _relative(collaborative, state.collaborative),
+        "covisitation_score": covisitation,
+        "covisitation_rel": _relative(covisitation, state.covisitation),
+        "anchor_collaborative": anchor_collab.at(items),
+        "anchor_covisitation": anchor_covis.at(items),
+    }
+    return _OneRequest(items, bits, columns, tuple(dict.fromkeys(failed)))
+
+
+def generate(components: Components, requests: Requests, per_route: int = 100,
+             states: list[UserState | None] | None = None, routes: tuple[Route, ...] = ROUTES) -> Candidates:
+    """Candidates of every route for every request, with the ranker's feature matrix.
+    ``states``: per request, its history's ``UserState`` when the caller already has it."""
+    parts = []
+    profiles, categories = [], []
+    for row, history in enumerate(requests.histories):
+        state = states[row] if states is not None and states[row] is not None else None
+        if state is None:
+            state = user_state(components, history, per_route)
+        keep_seen = bool(requests.keep_seen[row]) if requests.keep_seen is not None else False
+        parts.append(_candidates_of(components, state, np.asarray(history, dtype=np.int64), int(requests.anchors[row]),
+                                    int(requests.as_of[row]), requests.exclude[row], keep_seen, per_route, routes))
+        profiles.append(state.profile)
+        categories.append(state.user_categories)
+    counts = [len(p.items) for p in parts]
+    rows = np.repeat(np.arange(len(parts)), counts)
+    items = np.concatenate([p.items for p in parts]) if parts else np.empty(0, np.int64)
+    bits = np.concatenate([p.bits for p in parts]) if parts else np.empty(0, np.uint8)
+    columns = {name: np.concatenate([p.columns[name] for p in parts]) if parts else np.empty(0, np.float32)
+               for name in (parts[0].columns if parts else ())}
+    dim = components.embeddings.shape[1]
+    features = candidate_features(
+        components, requests, rows, items, bits, columns,
+        np.stack(profiles) if profiles else np.empty((0, dim), np.float32),
+        np.stack(categories) if categories else np.empty((0, components.categories.shape[1]), np.float32),
+        routes)
+    failed = tuple(dict.fromkeys(r for p in parts for r in p.failed))
+    return Candidates(rows=rows, items=items, features=features, routes=bits, failed_routes=failed, route_table=routes)
+
+
+def candidate_features(components: Components, requests: Requests, rows: np.ndarray, cols: np.ndarray,
+                       bits: np.ndarray, columns: dict[str, np.ndarray], profiles: np.ndarray,
+                       user_categories: np.ndarray, routes: tuple[Route, ...] = ROUTES) -> np.ndarray:
+    """The ranker's feature matrix of candidates ``(rows, cols)``; ``columns``: the features a
+    request's own state gave; ``profiles`` / ``user_categories``: one row per request."""
+    embeddings = components.embeddings
+    as_of = requests.as_of[rows]
+    has_anchor = requests.anchors >= 0
+    lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
+    trend_7d, trend_30d, trend_365d = components.timeline.windows(cols, as_of, TREND_WINDOWS)
+    candidate_vectors = embeddings[cols]
+    anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]
+    item_categories = _dense_rows(components.categories, cols)
+    affinity = np.einsum("ij,ij->i", item_categories, user_categories[rows])
+    affinity /= np.maximum(components.category_counts[cols], 1.0)
+    named = {
+        **columns,
+        "content_score": np.einsum("ij,ij->i", profiles[rows], candidate_vectors),
+        "anchor_content": np.einsum("ij,ij->i", anchor_vectors, candidate_vectors) * has_anchor[rows],
+        "log_count": components.log_counts[cols],
+        "trend_7d": np.log1p(trend_7d),
+        "trend_30d": np.log1p(trend_30d),
+        "trend_365d": np.log1p(trend_365d),
+        "item_age_days": (as_of - components.first_seen[cols]) / DAY,
+        "item_mean_value": components.item_mean_value[cols],
+        "category_affinity": affinity,
+        "log_history_length": np.log1p(lengths[rows]),
+    }
+    for r, route in enumerate(routes):
+        named[f"from_{route.name}"] = (bits >> r) & 1
+    names = feature_names(routes)
+    features = np.empty((len(rows), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        features[:, j] = named[name]
+    return features
+
+
+def _dense_rows(matrix, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows].toarray()`` for a CSR matrix, without scipy's per-call indexing overhead."""
+    offsets, lengths = row_entries(matrix, rows)
+    dense = np.zeros((len(rows), matrix.shape[1]), dtype=matrix.dtype)
+    dense[np.repeat(np.arange(len(rows)), lengths), matrix.indices[offsets]] = matrix.data[offsets]
+    return dense
+
+
+def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:
+    """Positions (into ``rows``) of the ``k`` best scores of each row, best first."""
+    order = np.lexsort((-scores, rows))
+    sorted_rows = rows[order]
+    starts = np.searchsorted(sorted_rows, np.arange(n_rows), side="left")
+    ends = np.searchsorted(sorted_rows, np.arange(n_rows), side="right")
+    return [order[s : min(e, s + k)] for s, e in zip(starts, ends, strict=True)]
+
+
+__all__ = ["FEATURES", "ROUTES", "Candidates", "Requests", "UserState", "feature_names", "generate",
+           "route_names", "top_per_row", "user_state"]

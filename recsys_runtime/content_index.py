@@ -1,0 +1,103 @@
+"""Nearest-neighbour search over item embeddings: exact below a catalog size, HNSW above it.
+
+An exact search costs catalog x dimension per query; an HNSW graph costs about
+log(catalog) x ``ef_search`` x dimension. Which one a bundle uses is decided when it is built
+(``APPROXIMATE_ABOVE`` items) and recorded in its manifest (``ContentIndex.describe``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+APPROXIMATE_ABOVE = 50_000
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 128
+
+
+def faiss_enabled() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ContentIndex:
+    """Inner-product search over L2-normalised vectors (so scores are cosines).
+
+    ``kind``: ``exact`` (faiss flat, or numpy without faiss) or ``hnsw`` (faiss HNSW, built with
+    one thread so the same vectors always give the same graph); None picks ``hnsw`` above
+    ``approximate_above`` items when faiss is there. ``graph``: a serialised HNSW index, so a
+    loaded bundle does not build it again."""
+
+    def __init__(self, vectors: np.ndarray, use_faiss: bool | None = None, kind: str | None = None,
+                 approximate_above: int = APPROXIMATE_ABOVE, graph: np.ndarray | None = None) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        faiss_on = faiss_enabled() if use_faiss is None else use_faiss
+        if kind is None:
+            kind = "hnsw" if faiss_on and len(self.vectors) > approximate_above else "exact"
+        if kind == "hnsw" and not faiss_on:
+            raise RuntimeError("an HNSW content index needs faiss (faiss is not installed)")
+        self.kind = kind
+        self.backend = "faiss" if faiss_on else "numpy"
+        self._index = None
+        if self.backend == "faiss":
+            import faiss
+
+            if kind == "hnsw":
+                self._index = faiss.deserialize_index(graph) if graph is not None else self._build_hnsw()
+                self._index.hnsw.efSearch = HNSW_EF_SEARCH
+            else:
+                self._index = faiss.IndexFlatIP(self.vectors.shape[1])
+                self._index.add(self.vectors)
+
+    def _build_hnsw(self):
+        import faiss
+
+        index = faiss.IndexHNSWFlat(self.vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index.add(self.vectors)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return index
+
+    def graph(self) -> np.ndarray | None:
+        """The serialised HNSW index (None for an exact one)."""
+        if self.kind != "hnsw":
+            return None
+        import faiss
+
+        return faiss.serialize_index(self._index)
+
+    def describe(self) -> dict:
+        """What the manifest records about this index."""
+        info = {"kind": self.kind, "backend": self.backend, "items": int(len(self.vectors)),
+                "approximate_above": APPROXIMATE_ABOVE}
+        if self.kind == "hnsw":
+            info.update({"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH})
+        return info
+
+    def __getstate__(self) -> dict:
+        return {"vectors": self.vectors, "backend": self.backend, "kind": self.kind, "graph": self.graph()}
+
+    def __setstate__(self, state: dict) -> None:
+        kind = state.get("kind", "exact")
+        use_faiss = (state["backend"] == "faiss" and faiss_enabled()) or kind == "hnsw"
+        self.__init__(state["vectors"], use_faiss=use_faiss, kind=kind, graph=state.get("graph"))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, indices) of the ``k`` nearest items of each query row; -1 pads missing ones."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = min(k, len(self.vectors))
+        if self._index is not None:
+            scores, idx = self._index.search(queries, k)
+            return scores, idx
+        sims = queries @ self.vectors.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=1)
+        return np.take_along_axis(sims, idx, axis=1), idx

@@ -1,0 +1,89 @@
+"""The recall routes as a table: each proposes scored items for one request from neighbour lists
+or global top-N lists, so its cost depends on the history and on ``n``, not on the catalog.
+
+Adding a route is one ``Route`` entry: its bit in the candidates' route mask is its position,
+its ``from_<name>`` ranker feature follows from the table, and ``score_feature`` names the
+feature it ranks by when evaluated alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_runtime.components import Components
+from recsys_runtime.sparse import SparseRow
+
+
+@dataclass(frozen=True)
+class RouteInput:
+    """What a route may read for one request: ``state`` is the history's ``UserState``,
+    ``anchor`` an item index (-1 for none), ``blocked`` the sorted items it must not return
+    (``n`` plus their count is the most any prefix list needs)."""
+
+    components: Components
+    state: object
+    anchor: int
+    anchor_covisitation: SparseRow
+    as_of: int
+    blocked: np.ndarray
+
+
+Proposal = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    divisor: int  # proposes per_route // divisor candidates
+    score_feature: str
+    propose: Callable[[RouteInput, int], Proposal]
+
+    def size(self, per_route: int) -> int:
+        return per_route // self.divisor
+
+
+def _collaborative(given: RouteInput, n: int) -> Proposal:
+    row = given.state.collaborative
+    return row.items, row.values
+
+
+def _covisitation(given: RouteInput, n: int) -> Proposal:
+    return given.state.covisitation.plus(given.anchor_covisitation)
+
+
+def _content(given: RouteInput, n: int) -> Proposal:
+    row = given.state.content
+    return row.items, row.values
+
+
+def _trending(given: RouteInput, n: int) -> Proposal:
+    listed = given.components.timeline.trending_list(given.as_of)
+    positions = np.flatnonzero(listed >= 0)
+    return listed[positions].astype(np.int64), (len(listed) - positions).astype(np.float32)
+
+
+def _popular(given: RouteInput, n: int) -> Proposal:
+    components = given.components
+    order = components.popular_order[: n + len(given.blocked)]
+    return order, components.log_counts[order]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("collaborative", 1, "collaborative_score", _collaborative),
+    Route("covisitation", 1, "covisitation_score", _covisitation),
+    Route("content", 2, "content_score", _content),
+    Route("trending", 2, "trend_30d", _trending),
+    Route("popular", 2, "log_count", _popular),
+)
+
+
+def route_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
+    return tuple(route.name for route in routes)
+
+
+def names_of_bits(routes: tuple[Route, ...] = ROUTES) -> list[list[str]]:
+    """The route names of every route bitmask, so a list's routes are a lookup."""
+    return [[r.name for bit, r in enumerate(routes) if bits & (1 << bit)] for bits in range(1 << len(routes))]

@@ -1,0 +1,1 @@
+"""The Litestar recommendation service: uses the runtime and the registry only."""

