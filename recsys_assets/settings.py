@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,45 +112,48 @@ def raw_max_lag_hours() -> float:
     return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))
 
 
-def gate_thresholds():
-    """RECSYS_MIN_NDCG_GAIN (0.002), RECSYS_RECALL_TOLERANCE (0.005), RECSYS_AUC_TOLERANCE (0.05),
-    RECSYS_MIN_EVAL_USERS (500), RECSYS_MIN_QUALITY_SCORE (90), RECSYS_LATENCY_BUDGET_MS (10),
-    RECSYS_LATENCY_REQUESTS (1000)."""
-    from recsys_training.promotion import GateThresholds
-
+def gate_settings() -> dict:
+    """Defaults of the ``promotion_gate`` resource: RECSYS_MIN_NDCG_GAIN (0.002),
+    RECSYS_RECALL_TOLERANCE (0.005), RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (500),
+    RECSYS_MIN_QUALITY_SCORE (90), RECSYS_LATENCY_BUDGET_MS (10), RECSYS_LATENCY_REQUESTS (1000),
+    RECSYS_OFF_POLICY_CHECK (off | warn | block, default warn: the off-policy estimate of the
+    challenger's clicks from the exposure log), RECSYS_OFF_POLICY_MIN_REQUESTS (1000: fewer logged
+    lists skip it), RECSYS_CHALLENGER_STALE_HOURS (24: notify when a challenger waits longer)."""
     env = os.environ.get
-    return GateThresholds(
-        min_ndcg_gain=float(env("RECSYS_MIN_NDCG_GAIN", "0.002")),
-        recall_tolerance=float(env("RECSYS_RECALL_TOLERANCE", "0.005")),
-        auc_relative_tolerance=float(env("RECSYS_AUC_TOLERANCE", "0.05")),
-        min_eval_users=int(env("RECSYS_MIN_EVAL_USERS", "500")),
-        min_quality_score=float(env("RECSYS_MIN_QUALITY_SCORE", "90")),
-        latency_budget_ms=float(env("RECSYS_LATENCY_BUDGET_MS", "10")),
-        latency_requests=int(env("RECSYS_LATENCY_REQUESTS", "1000")),
-    )
+    return {
+        "min_ndcg_gain": float(env("RECSYS_MIN_NDCG_GAIN", "0.002")),
+        "recall_tolerance": float(env("RECSYS_RECALL_TOLERANCE", "0.005")),
+        "auc_relative_tolerance": float(env("RECSYS_AUC_TOLERANCE", "0.05")),
+        "min_eval_users": int(env("RECSYS_MIN_EVAL_USERS", "500")),
+        "min_quality_score": float(env("RECSYS_MIN_QUALITY_SCORE", "90")),
+        "latency_budget_ms": float(env("RECSYS_LATENCY_BUDGET_MS", "10")),
+        "latency_requests": int(env("RECSYS_LATENCY_REQUESTS", "1000")),
+        "off_policy_check": env("RECSYS_OFF_POLICY_CHECK", "warn"),
+        "off_policy_min_requests": int(env("RECSYS_OFF_POLICY_MIN_REQUESTS", "1000")),
+        "challenger_stale_hours": float(env("RECSYS_CHALLENGER_STALE_HOURS", "24")),
+    }
 
 
-def drift_thresholds():
-    """RECSYS_DRIFT_PSI (0.2), RECSYS_DRIFT_KS (0.1), RECSYS_DRIFT_UNSEEN_SHARE (0.1),
-    RECSYS_DRIFT_CENTROID_SHIFT (0.05), RECSYS_DRIFT_MIN_SIGNALS (2), RECSYS_DRIFT_MIN_ROWS (200)."""
-    from recsys_training.drift import DriftThresholds
-
+def drift_settings() -> dict:
+    """Defaults of the ``drift_policy`` resource: RECSYS_DRIFT_PSI (0.2), RECSYS_DRIFT_KS (0.1),
+    RECSYS_DRIFT_UNSEEN_SHARE (0.1), RECSYS_DRIFT_CENTROID_SHIFT (0.05), RECSYS_DRIFT_MIN_SIGNALS
+    (2), RECSYS_DRIFT_MIN_ROWS (200), RECSYS_DRIFT_WINDOW_DAYS (30: the recent window compared with
+    the rest when there is no champion), RECSYS_DRIFT_COOLDOWN_HOURS (24: at most one
+    drift-triggered retraining per this many hours)."""
     env = os.environ.get
-    return DriftThresholds(psi=float(env("RECSYS_DRIFT_PSI", "0.2")), ks=float(env("RECSYS_DRIFT_KS", "0.1")),
-                           unseen_share=float(env("RECSYS_DRIFT_UNSEEN_SHARE", "0.1")),
-                           centroid_shift=float(env("RECSYS_DRIFT_CENTROID_SHIFT", "0.05")),
-                           min_signals=int(env("RECSYS_DRIFT_MIN_SIGNALS", "2")),
-                           min_rows=int(env("RECSYS_DRIFT_MIN_ROWS", "200")))
+    return {"psi": float(env("RECSYS_DRIFT_PSI", "0.2")), "ks": float(env("RECSYS_DRIFT_KS", "0.1")),
+            "unseen_share": float(env("RECSYS_DRIFT_UNSEEN_SHARE", "0.1")),
+            "centroid_shift": float(env("RECSYS_DRIFT_CENTROID_SHIFT", "0.05")),
+            "min_signals": int(env("RECSYS_DRIFT_MIN_SIGNALS", "2")),
+            "min_rows": int(env("RECSYS_DRIFT_MIN_ROWS", "200")),
+            "window_days": float(env("RECSYS_DRIFT_WINDOW_DAYS", "30")),
+            "cooldown_hours": float(env("RECSYS_DRIFT_COOLDOWN_HOURS", "24"))}
 
 
-def drift_window_days() -> float:
-    """RECSYS_DRIFT_WINDOW_DAYS: recent window compared with the rest when there is no champion (30)."""
-    return float(os.environ.get("RECSYS_DRIFT_WINDOW_DAYS", "30"))
-
-
-def drift_cooldown_hours() -> float:
-    """RECSYS_DRIFT_COOLDOWN_HOURS: at most one drift-triggered retraining per this many hours (24)."""
-    return float(os.environ.get("RECSYS_DRIFT_COOLDOWN_HOURS", "24"))
+def secret(name: str) -> dg.EnvVar | str:
+    """A secret resource field: ``dg.EnvVar(name)`` when the variable is set (resolved at run time,
+    never shown in the UI or stored with the run), else empty."""
+    return dg.EnvVar(name) if os.environ.get(name) else ""
 
 
 def retrain_cron() -> str:
@@ -170,22 +175,6 @@ def webhook() -> tuple[str, str]:
 def service_admin() -> tuple[str, str]:
     """RECSYS_SERVICE_URL (unset: no reload on promotion) and RECSYS_ADMIN_TOKEN."""
     return os.environ.get("RECSYS_SERVICE_URL", ""), os.environ.get("RECSYS_ADMIN_TOKEN", "")
-
-
-def challenger_stale_hours() -> float:
-    """RECSYS_CHALLENGER_STALE_HOURS: notify when a challenger waits longer than this (24)."""
-    return float(os.environ.get("RECSYS_CHALLENGER_STALE_HOURS", "24"))
-
-
-def off_policy_check() -> str:
-    """RECSYS_OFF_POLICY_CHECK: off | warn | block (default warn): the off-policy estimate of the
-    challenger's clicks from the exposure log, in the promotion gate. RECSYS_OFF_POLICY_MIN_REQUESTS
-    (1000): fewer logged lists skip it."""
-    return os.environ.get("RECSYS_OFF_POLICY_CHECK", "warn")
-
-
-def off_policy_min_requests() -> int:
-    return int(os.environ.get("RECSYS_OFF_POLICY_MIN_REQUESTS", "1000"))
 
 
 def business_events() -> str:

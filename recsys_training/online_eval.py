@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_training.off_policy import examination
+from recsys_runtime.bundle_checks import GateResult
+from recsys_runtime.recommender import Recommender
+from recsys_training.off_policy import examination, snips
 
 SPARK = "▁▂▃▄▅▆▇█"
 ADWIN_DELTA = 0.002
@@ -189,3 +191,29 @@ def service_counts(log: ExposureLog) -> dict[str, int]:
     for kind in ("click", "conversion"):
         counts[kind] = int((log.events["event"] == kind).sum()) if not log.events.empty else 0
     return counts
+
+
+def challenger_clicks(model: Recommender, log_path: Path, min_requests: int, depth: int = 10,
+                      max_requests: int = 20_000) -> GateResult:
+    """Passes unless the challenger's clicks per list, estimated off-policy from the most recent
+    ``max_requests`` lists the current models served, are significantly below what those lists got."""
+    log = read_log(log_path)
+    lists = log.lists[log.lists["fallback"].isna()].sort_values("time").tail(max_requests)
+    if len(lists) < min_requests:
+        return GateResult(True, f"skipped: {len(lists)} logged lists, fewer than {min_requests}", {"lists": len(lists)})
+    users = [None if pd.isna(u) else str(u) for u in lists["user_id"]]
+    anchors = [None if pd.isna(i) else str(i) for i in lists["item_id"]]
+    recommended = model.recommend_many(users, anchors, depth)
+    target = pd.DataFrame({
+        "request_id": np.repeat(lists["request_id"].to_numpy(), [len(r.items) for r in recommended]),
+        "item_id": [str(i) for r in recommended for i in r.items],
+        "position": [p for r in recommended for p in range(1, len(r.items) + 1)],
+    })
+    logged = logged_for_estimate(log)
+    estimate = snips(logged[logged["request_id"].isin(lists["request_id"])], target, depth=depth)
+    numbers = {"estimated_clicks_per_list": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
+               "logged_clicks_per_list": estimate.logged_value, "difference_low": estimate.difference_ci[0],
+               "difference_high": estimate.difference_ci[1], "overlap": estimate.overlap, "lists": estimate.requests}
+    reason = (f"estimated {estimate.value:.4f} clicks per list (95% CI {estimate.ci_low:.4f}-{estimate.ci_high:.4f}) "
+              f"vs {estimate.logged_value:.4f} served; overlap {estimate.overlap:.2f}")
+    return GateResult(not estimate.significantly_worse(), reason, numbers)

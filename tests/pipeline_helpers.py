@@ -4,9 +4,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from recsys_assets import settings
 from recsys_assets.definitions import defs
 from recsys_assets.defs.online import FeatureStoreResource
-from recsys_assets.defs.resources import DataSourceResource, StorageResource
+from recsys_assets.defs.resources import (
+    DataSourceResource,
+    DriftPolicyResource,
+    PromotionGateResource,
+    StorageResource,
+)
 from recsys_assets.defs.tracking import MlflowResource
 
 SYNTHETIC = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400, "synthetic_interactions": 12_000,
@@ -22,6 +28,8 @@ def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
         "mlflow_tracking": MlflowResource(tracking_uri=tracking_uri or f"sqlite:///{tmp / 'models' / 'mlflow.db'}",
                                           models_dir=str(tmp / "models")),
+        "promotion_gate": PromotionGateResource(**settings.gate_settings()),
+        "drift_policy": DriftPolicyResource(**settings.drift_settings()),
     }
 
 

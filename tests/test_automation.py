@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from recsys_assets.defs.automation import nightly_retrain, stale_challenger
-from recsys_assets.defs.resources import NotifierResource
+from recsys_assets.defs.resources import NotifierResource, PromotionGateResource
 from recsys_assets.defs.tracking import MlflowResource
 from tests.webhook_server import Webhook
 
@@ -31,7 +31,7 @@ def test_nightly_retrain_runs_the_training_job_at_two_and_is_off_by_default():
 def test_a_challenger_waiting_over_a_day_is_reported_once(tmp_path):
     hook = Webhook()
     resources = {"mlflow_tracking": MlflowResource(tracking_uri="sqlite:///unused.db", models_dir=str(tmp_path)),
-                 "notifier": NotifierResource(url=hook.url)}
+                 "notifier": NotifierResource(url=hook.url), "promotion_gate": PromotionGateResource()}
     _registry(tmp_path / "model_registry.json", challenger_hours_ago=5)
     fresh = stale_challenger(dg.build_sensor_context(resources=resources))
     assert "waiting 5.0 h" in fresh.skip_message and hook.received == []

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from recsys_assets.defs.automation import drift_retraining, notify_on_failure, reload_service_on_promotion
-from recsys_assets.defs.resources import NotifierResource, ServiceAdminResource
+from recsys_assets.defs.resources import DriftPolicyResource, NotifierResource, ServiceAdminResource
 from recsys_registry.registry import RegistryFile
 from recsys_service.app import create_app
 from recsys_service.settings import ServiceSettings
@@ -106,9 +106,11 @@ def loop(tmp_path_factory):
             _write_export(export, later, later.interactions.rows)  # the export now holds only the new rows
             out["monitor"] = materialize(tmp, instance=instance, selection=MONITOR, **source)
 
-            context = dg.build_sensor_context(instance=instance, resources={"notifier": notifier})
+            context = dg.build_sensor_context(instance=instance, resources={"notifier": notifier,
+                                                                                   "drift_policy": DriftPolicyResource()})
             out["request"] = drift_retraining(context)
-            again = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"notifier": notifier})
+            again = dg.build_sensor_context(instance=instance, cursor=context.cursor,
+                                            resources={"notifier": notifier, "drift_policy": DriftPolicyResource()})
             out["monitor_again"] = materialize(tmp, instance=instance, selection=MONITOR, **source)
             out["cooldown"] = drift_retraining(again)
 

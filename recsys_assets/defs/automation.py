@@ -8,12 +8,15 @@ import dagster as dg
 
 from recsys_assets import settings
 from recsys_assets.defs import jobs
-from recsys_assets.defs.resources import NotifierResource, ServiceAdminResource
+from recsys_assets.defs.gate import GATE_CHECKS
+from recsys_assets.defs.resources import (
+    DriftPolicyResource,
+    NotifierResource,
+    PromotionGateResource,
+    ServiceAdminResource,
+)
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_registry.registry import RegistryFile
-
-GATE_CHECKS = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
-               "latency_within_budget", "off_policy_clicks"}
 
 
 def _status() -> dg.DefaultSensorStatus:
@@ -44,7 +47,8 @@ keep_monitoring_current = dg.AutomationConditionSensorDefinition(
 
 
 @dg.sensor(job=jobs.train_and_evaluate, default_status=_status(), minimum_interval_seconds=60)
-def drift_retraining(context: dg.SensorEvaluationContext, notifier: NotifierResource):
+def drift_retraining(context: dg.SensorEvaluationContext, notifier: NotifierResource,
+                     drift_policy: DriftPolicyResource):
     """A new drift report that confirms drift requests the retraining job, at most once per
     RECSYS_DRIFT_COOLDOWN_HOURS, with the drifted signals in the run tags. The cursor keeps the
     last report seen and the time of the last retraining it started."""
@@ -62,7 +66,7 @@ def drift_retraining(context: dg.SensorEvaluationContext, notifier: NotifierReso
         context.update_cursor(json.dumps(state))
         return dg.SkipReason(f"no confirmed drift: {reason}")
     now, last = time.time(), float(state.get("last_trigger", 0.0))
-    cooldown = settings.drift_cooldown_hours() * 3_600
+    cooldown = drift_policy.cooldown_hours * 3_600
     if now - last < cooldown:
         context.update_cursor(json.dumps(state))
         return dg.SkipReason(f"drift confirmed ({reason}) within the cool-down; next retraining allowed after "
@@ -119,7 +123,8 @@ def notify_on_failure(context: dg.RunFailureSensorContext, notifier: NotifierRes
 
 
 @dg.sensor(default_status=_status(), minimum_interval_seconds=3_600)
-def stale_challenger(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowResource, notifier: NotifierResource):
+def stale_challenger(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowResource, notifier: NotifierResource,
+                     promotion_gate: PromotionGateResource):
     """A challenger that has waited longer than RECSYS_CHALLENGER_STALE_HOURS without promotion:
     one notification per challenger."""
     registry = RegistryFile.load(mlflow_tracking.registry_path)
@@ -128,7 +133,7 @@ def stale_challenger(context: dg.SensorEvaluationContext, mlflow_tracking: Mlflo
         return dg.SkipReason("no challenger waiting")
     version, since = waiting
     hours = (time.time() - since) / 3_600
-    if hours < settings.challenger_stale_hours() or context.cursor == version:
+    if hours < promotion_gate.challenger_stale_hours or context.cursor == version:
         return dg.SkipReason(f"challenger {version} waiting {hours:.1f} h")
     context.update_cursor(version)
     notifier.send(f"Challenger {version} has waited {hours:.0f} hours", [

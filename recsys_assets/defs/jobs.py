@@ -12,6 +12,7 @@ train_and_evaluate = dg.define_asset_job(
 
 monitor = dg.define_asset_job(
     "monitor",
-    selection=dg.AssetSelection.groups("raw") | MONITORING,
-    description="New raw data, drift against the champion, online metrics and reconciliation.",
+    selection=dg.AssetSelection.groups("raw") | dg.AssetSelection.assets("item_embeddings") | MONITORING,
+    description="New raw data, drift against the champion (with the vectors of new items), online metrics and "
+                "reconciliation.",
 )

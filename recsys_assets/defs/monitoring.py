@@ -1,25 +1,22 @@
 """Monitoring: drift against the champion's training data, online metrics from the exposure log,
-reconciliation with the business's own counts, and the off-policy check in the promotion gate."""
+and reconciliation with the business's own counts."""
 
 import json
 import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from recsys_assets import settings
-from recsys_assets.defs.resources import StorageResource
+from recsys_assets.defs.resources import DriftPolicyResource, StorageResource
 from recsys_assets.defs.tracking import MlflowResource
-from recsys_runtime.bundle import BundleError, load_bundle, trained_until
+from recsys_runtime.bundle import BundleError, trained_until
 from recsys_training.drift import drift_report as compare_windows
 from recsys_training.drift import split_windows, write_finding, write_findings
-from recsys_training.off_policy import snips
 from recsys_training.online_eval import (
     ADWIN_DELTA,
     ctr_change_points,
-    logged_for_estimate,
     metrics_table,
     read_log,
     reconcile,
@@ -53,16 +50,16 @@ def _champion_cut(mlflow_tracking: MlflowResource) -> tuple[str | None, int | No
 
 @dg.asset(group_name=MONITORING, kinds={"json"}, automation_condition=dg.AutomationCondition.eager())
 def drift_report(context: dg.AssetExecutionContext, storage: StorageResource, mlflow_tracking: MlflowResource,
-                 raw_interactions: pd.DataFrame, raw_items: pd.DataFrame) -> dict:
+                 drift_policy: DriftPolicyResource, raw_interactions: pd.DataFrame, raw_items: pd.DataFrame,
+                 item_embeddings: pd.DataFrame) -> dict:
     """Interactions since the champion's training data ended against that training data (or the
     last RECSYS_DRIFT_WINDOW_DAYS against the rest when there is no champion): PSI of item
     popularity and categories, KS of numeric features, unseen item and user shares, shift of the
     consumed-embedding centroid. Drifted signals are written to data/drift_reports/."""
     champion, cut = _champion_cut(mlflow_tracking)
-    reference, current = split_windows(raw_interactions, cut, int(settings.drift_window_days() * 86_400))
-    embeddings_path = storage.path("features", "item_embeddings.parquet")
-    embeddings = pd.read_parquet(embeddings_path).drop(columns="digest") if embeddings_path.exists() else None
-    report = compare_windows(reference, current, raw_items, embeddings, settings.drift_thresholds())
+    reference, current = split_windows(raw_interactions, cut, int(drift_policy.window_days * 86_400))
+    embeddings = item_embeddings.drop(columns="digest")
+    report = compare_windows(reference, current, raw_items, embeddings, drift_policy.thresholds())
     written = write_findings(report, storage.path("drift_reports", "_").parent, "interactions")
     table = report.table()
     context.add_output_metadata({
@@ -150,44 +147,3 @@ def counts_agree(metrics_reconciliation: list) -> dg.AssetCheckResult:
     flagged = [r["kind"] for r in metrics_reconciliation if r["flagged"]]
     return dg.AssetCheckResult(passed=not flagged, severity=dg.AssetCheckSeverity.WARN,
                                description=f"differences in {', '.join(flagged)}" if flagged else "counts agree")
-
-
-def off_policy_result(bundle_path: str, log_path: Path, min_requests: int, depth: int = 10,
-                      max_requests: int = 20_000) -> tuple[bool, str, dict]:
-    """(significantly worse?, reason, numbers): the challenger's clicks per list estimated from the
-    most recent ``max_requests`` lists the current models served, against what those lists got."""
-    log = read_log(log_path)
-    lists = log.lists[log.lists["fallback"].isna()].sort_values("time").tail(max_requests)
-    if len(lists) < min_requests:
-        return False, f"skipped: {len(lists)} logged lists, fewer than {min_requests}", {"lists": len(lists)}
-    model = load_bundle(bundle_path, ranker_cache=settings.ranker_cache())
-    users = [None if pd.isna(u) else str(u) for u in lists["user_id"]]
-    anchors = [None if pd.isna(i) else str(i) for i in lists["item_id"]]
-    recommended = model.recommend_many(users, anchors, depth)
-    target = pd.DataFrame({
-        "request_id": np.repeat(lists["request_id"].to_numpy(), [len(r.items) for r in recommended]),
-        "item_id": [str(i) for r in recommended for i in r.items],
-        "position": [p for r in recommended for p in range(1, len(r.items) + 1)],
-    })
-    logged = logged_for_estimate(log)
-    estimate = snips(logged[logged["request_id"].isin(lists["request_id"])], target, depth=depth)
-    numbers = {"estimated_clicks_per_list": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
-               "logged_clicks_per_list": estimate.logged_value, "difference_low": estimate.difference_ci[0],
-               "difference_high": estimate.difference_ci[1], "overlap": estimate.overlap, "lists": estimate.requests}
-    reason = (f"estimated {estimate.value:.4f} clicks per list (95% CI {estimate.ci_low:.4f}-{estimate.ci_high:.4f}) "
-              f"vs {estimate.logged_value:.4f} served; overlap {estimate.overlap:.2f}")
-    return estimate.significantly_worse(), reason, numbers
-
-
-@dg.asset_check(asset=dg.AssetKey("challenger"), blocking=True,
-                description="Off-policy (SNIPS, position-based) clicks of the challenger on the logged requests "
-                            "are not significantly below what was served (RECSYS_OFF_POLICY_CHECK).")
-def off_policy_clicks(challenger: dict, storage: StorageResource) -> dg.AssetCheckResult:
-    mode = settings.off_policy_check()
-    severity = dg.AssetCheckSeverity.ERROR if mode == "block" else dg.AssetCheckSeverity.WARN
-    if mode == "off":
-        return dg.AssetCheckResult(passed=True, description="disabled (RECSYS_OFF_POLICY_CHECK=off)")
-    worse, reason, numbers = off_policy_result(challenger["path"], storage.exposure_log_path(),
-                                               settings.off_policy_min_requests())
-    return dg.AssetCheckResult(passed=not worse, severity=severity, description=reason,
-                               metadata={"reason": reason, **numbers})

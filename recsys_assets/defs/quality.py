@@ -5,9 +5,8 @@ import json
 import dagster as dg
 import pandas as pd
 
-from recsys_assets import settings
 from recsys_assets.defs.raw import raw_interactions, raw_items
-from recsys_assets.defs.resources import StorageResource
+from recsys_assets.defs.resources import PromotionGateResource, StorageResource
 from recsys_training import quality
 from recsys_training.raw_store import INTERACTION_KEY
 
@@ -88,8 +87,8 @@ def raw_interactions_schema_and_keys(raw_interactions: pd.DataFrame) -> dg.Asset
 
 @dg.asset_check(asset=data_quality_report, blocking=True,
                 description="The quality score is at least RECSYS_MIN_QUALITY_SCORE (default 90).")
-def quality_score_above_threshold(data_quality_report: dict) -> dg.AssetCheckResult:
-    threshold = settings.gate_thresholds().min_quality_score
+def quality_score_above_threshold(data_quality_report: dict, promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    threshold = promotion_gate.min_quality_score
     score = data_quality_report["score"]
     worst = sorted(data_quality_report["failed"], key=quality.penalty, reverse=True)[:3]
     return dg.AssetCheckResult(

@@ -8,7 +8,8 @@ from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_service.admin_client import reload_model
-from recsys_training import notify, sources, synthetic
+from recsys_training import notify, promotion, sources, synthetic
+from recsys_training.drift import DriftThresholds
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -69,6 +70,47 @@ class DataSourceResource(dg.ConfigurableResource):
         raise ValueError(f"unknown source kind {self.kind!r}: use sample, export, database or synthetic")
 
 
+class PromotionGateResource(dg.ConfigurableResource):
+    """Thresholds of the promotion gate (defaults from RECSYS_* variables, see the README); shown
+    in the launchpad and recorded with each run."""
+
+    min_ndcg_gain: float = 0.002
+    recall_tolerance: float = 0.005
+    auc_relative_tolerance: float = 0.05
+    min_eval_users: int = 500
+    min_quality_score: float = 90.0
+    latency_budget_ms: float = 10.0
+    latency_requests: int = 1_000
+    off_policy_check: str = "warn"  # off | warn | block
+    off_policy_min_requests: int = 1_000
+    challenger_stale_hours: float = 24.0
+
+    def thresholds(self) -> promotion.GateThresholds:
+        return promotion.GateThresholds(
+            min_ndcg_gain=self.min_ndcg_gain, recall_tolerance=self.recall_tolerance,
+            auc_relative_tolerance=self.auc_relative_tolerance, min_eval_users=self.min_eval_users,
+            min_quality_score=self.min_quality_score, latency_budget_ms=self.latency_budget_ms,
+            latency_requests=self.latency_requests)
+
+
+class DriftPolicyResource(dg.ConfigurableResource):
+    """When drift is confirmed and how often it may start a retraining (defaults from RECSYS_DRIFT_*)."""
+
+    psi: float = 0.2
+    ks: float = 0.1
+    unseen_share: float = 0.1
+    centroid_shift: float = 0.05
+    min_signals: int = 2
+    min_rows: int = 200
+    window_days: float = 30.0
+    cooldown_hours: float = 24.0
+
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(psi=self.psi, ks=self.ks, unseen_share=self.unseen_share,
+                               centroid_shift=self.centroid_shift, min_signals=self.min_signals,
+                               min_rows=self.min_rows)
+
+
 class NotifierResource(dg.ConfigurableResource):
     """Webhook notifications (Slack or WeCom JSON); nothing is sent when ``url`` is empty."""
 
@@ -91,14 +133,18 @@ class ServiceAdminResource(dg.ConfigurableResource):
 
 
 def resources_from_environment() -> dict:
+    """Every resource, configured from the environment through ``settings``; secrets (database URL,
+    webhook URL, admin token) as ``dg.EnvVar`` so the UI shows their names, never their values."""
     users, items, interactions = settings.synthetic_size()
     data_dir = settings.data_dir()
+    _, webhook_style = settings.webhook()
+    service_url, _ = settings.service_admin()
     return {
         "storage": StorageResource(data_dir=str(data_dir), models_dir=str(settings.models_dir()),
                                    exposure_log=settings.exposure_log()),
         "source": DataSourceResource(
             kind=settings.source_kind(), sample_dir=str(settings.sample_dir()), export_dir=settings.export_dir(),
-            database_url=settings.database_url(), items_table=settings.items_table(),
+            database_url=settings.secret("RECSYS_DATABASE_URL"), items_table=settings.items_table(),
             interactions_table=settings.interactions_table(), synthetic_users=users, synthetic_items=items,
             synthetic_interactions=interactions, seed=settings.seed(),
         ),
@@ -106,8 +152,10 @@ def resources_from_environment() -> dict:
         "feature_store": FeatureStoreResource(redis_url=settings.feature_redis_url()),
         "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
                                           models_dir=str(settings.models_dir())),
-        "notifier": NotifierResource(url=settings.webhook()[0], style=settings.webhook()[1]),
-        "service_admin": ServiceAdminResource(url=settings.service_admin()[0], token=settings.service_admin()[1]),
+        "notifier": NotifierResource(url=settings.secret("RECSYS_WEBHOOK_URL"), style=webhook_style),
+        "service_admin": ServiceAdminResource(url=service_url, token=settings.secret("RECSYS_ADMIN_TOKEN")),
+        "promotion_gate": PromotionGateResource(**settings.gate_settings()),
+        "drift_policy": DriftPolicyResource(**settings.drift_settings()),
     }
 
 

@@ -1,0 +1,116 @@
+"""The promotion gate: every check a challenger must pass before ``champion`` moves, in one place.
+
+All are blocking checks on ``challenger``; ``GATE_CHECKS`` names them for the sensors. The checks
+that need the challenger's bundle share one step, so it is loaded and verified once per run.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from recsys_assets import settings
+from recsys_assets.defs.resources import PromotionGateResource, StorageResource
+from recsys_assets.defs.tracking import MlflowResource
+from recsys_runtime import bundle_checks
+from recsys_runtime.bundle import BundleError, load_bundle
+from recsys_runtime.bundle_checks import GateResult
+from recsys_training import promotion
+from recsys_training.evaluation import evaluate
+from recsys_training.model_metrics import ModelMetrics, RegisteredModel
+from recsys_training.online_eval import challenger_clicks
+from recsys_training.ranker import TrainingSet, ranking_auc
+from recsys_training.split import SERVING, Split
+
+CHALLENGER = dg.AssetKey("challenger")
+BUNDLE_CHECKS = ("bundle_loads_and_answers", "latency_within_budget", "off_policy_clicks")
+GATE_CHECKS = ("beats_champion", "enough_evaluated_users", "trained_on_quality_data", *BUNDLE_CHECKS)
+
+
+def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check: str, result: GateResult,
+            severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    """The check's result, also a tag on the challenger's MLflow model version when there is one."""
+    if challenger.mlflow_version:
+        try:
+            mlflow_tracking.mlflow_registry().tag_version(
+                challenger.mlflow_version, f"gate.{check}", ("passed: " if result.passed else "failed: ") + result.reason)
+        except Exception:  # noqa: BLE001 - tags are a convenience; the check result is the record
+            pass
+    return dg.AssetCheckResult(check_name=check, asset_key=CHALLENGER, passed=bool(result.passed),
+                               severity=severity, description=result.reason,
+                               metadata={"reason": result.reason,
+                                         **{k: v for k, v in result.numbers.items() if v is not None}})
+
+
+@dg.asset_check(asset=CHALLENGER, blocking=True,
+                additional_ins={"interactions_split": dg.AssetIn(), "recall_candidates": dg.AssetIn()},
+                description="Beats the champion on the same split and the same ranker labels: ndcg gain, recall "
+                            "tolerance, AUC within 5%.")
+def beats_champion(challenger: RegisteredModel, interactions_split: dict[str, Split], recall_candidates: TrainingSet,
+                   mlflow_tracking: MlflowResource, promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    registry = mlflow_tracking.registry(with_mlflow=False)
+    champion_version = registry.file.champion
+    champion = None
+    if champion_version and champion_version != challenger.version:
+        entry = registry.file.version(champion_version)
+        try:
+            model = load_bundle(entry["path"], ranker_cache=settings.ranker_cache())
+            summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
+            champion = ModelMetrics.from_summary(summary, auc=ranking_auc(model.ranker, recall_candidates))
+        except (BundleError, OSError) as error:
+            result = GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
+            return _record(mlflow_tracking, challenger, "beats_champion", result)
+    result = promotion.compare_with_champion(challenger.metrics, champion, promotion_gate.thresholds())
+    return _record(mlflow_tracking, challenger, "beats_champion", result)
+
+
+@dg.asset_check(asset=CHALLENGER, blocking=True, additional_ins={"interactions_split": dg.AssetIn()},
+                description="At least RECSYS_MIN_EVAL_USERS (500) users evaluated, or all when fewer.")
+def enough_evaluated_users(challenger: RegisteredModel, interactions_split: dict[str, Split],
+                           mlflow_tracking: MlflowResource, promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    available = int(interactions_split[SERVING].test["user_id"].nunique())
+    result = promotion.enough_users(challenger.metrics.evaluated_users, available, promotion_gate.thresholds())
+    return _record(mlflow_tracking, challenger, "enough_evaluated_users", result)
+
+
+@dg.asset_check(asset=CHALLENGER, blocking=True,
+                description="The data it was trained on scored at least RECSYS_MIN_QUALITY_SCORE (90).")
+def trained_on_quality_data(challenger: RegisteredModel, mlflow_tracking: MlflowResource,
+                            promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    result = promotion.quality_ok(challenger.metrics.data_quality_score, promotion_gate.thresholds())
+    return _record(mlflow_tracking, challenger, "trained_on_quality_data", result)
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec("bundle_loads_and_answers", asset=CHALLENGER, blocking=True,
+                          description="The bundle loads, matches its checksums and answers smoke queries."),
+        dg.AssetCheckSpec("latency_within_budget", asset=CHALLENGER, blocking=True,
+                          description="p95 of in-process requests under RECSYS_LATENCY_BUDGET_MS (10 ms)."),
+        dg.AssetCheckSpec("off_policy_clicks", asset=CHALLENGER, blocking=True,
+                          description="Off-policy (SNIPS, position-based) clicks of the challenger on the logged "
+                                      "requests are not significantly below what was served (RECSYS_OFF_POLICY_CHECK: "
+                                      "off, warn or block)."),
+    ],
+    ins={"challenger": dg.AssetIn(key=CHALLENGER)},
+)
+def challenger_bundle_checks(challenger: RegisteredModel, mlflow_tracking: MlflowResource, storage: StorageResource,
+                             promotion_gate: PromotionGateResource) -> Iterator[dg.AssetCheckResult]:
+    """Loads the challenger's bundle once and runs every check that needs it."""
+    try:
+        model = load_bundle(challenger.path, ranker_cache=settings.ranker_cache())
+    except (BundleError, OSError, ValueError) as error:
+        failed = GateResult(False, f"bundle does not load: {error}")
+        for check in BUNDLE_CHECKS:
+            yield _record(mlflow_tracking, challenger, check, failed)
+        return
+    yield _record(mlflow_tracking, challenger, "bundle_loads_and_answers", bundle_checks.smoke_queries(model))
+    thresholds = promotion_gate.thresholds()
+    latency = bundle_checks.latency(model, thresholds.latency_requests, thresholds.latency_budget_ms)
+    yield _record(mlflow_tracking, challenger, "latency_within_budget", latency)
+    mode = promotion_gate.off_policy_check
+    if mode == "off":
+        clicks = GateResult(True, "disabled (RECSYS_OFF_POLICY_CHECK=off)")
+    else:
+        clicks = challenger_clicks(model, storage.exposure_log_path(), promotion_gate.off_policy_min_requests)
+    severity = dg.AssetCheckSeverity.ERROR if mode == "block" else dg.AssetCheckSeverity.WARN
+    yield _record(mlflow_tracking, challenger, "off_policy_clicks", clicks, severity)

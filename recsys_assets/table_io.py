@@ -1,0 +1,102 @@
+"""The IO manager between assets: tables as Parquet, fitted objects pickled.
+
+A DataFrame output, or a dict of them, or a dataclass whose fields are all DataFrames (such as a
+``Split``), or a dict of those (``interactions_split``), is written as Parquet files, one per
+frame, beside a ``layout.json`` that says how to put them together again. Anything else (fitted
+indexes, models, small records) is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+LAYOUT = "layout.json"
+PICKLE = "value.pickle"
+
+
+def _frame_layout(value) -> dict | None:
+    """How ``value`` is made of DataFrames, or None when it is not only DataFrames."""
+    if isinstance(value, pd.DataFrame):
+        return {"kind": "frame"}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = [f.name for f in dataclasses.fields(value)]
+        if fields and all(isinstance(getattr(value, f), pd.DataFrame) for f in fields):
+            cls = type(value)
+            return {"kind": "dataclass", "class": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
+        return None
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        parts = {k: _frame_layout(v) for k, v in value.items()}
+        if all(p is not None and p["kind"] != "dict" for p in parts.values()):
+            return {"kind": "dict", "items": parts}
+    return None
+
+
+def _frames(value, layout: dict, prefix: str) -> dict[str, pd.DataFrame]:
+    if layout["kind"] == "frame":
+        return {prefix or "frame": value}
+    if layout["kind"] == "dataclass":
+        return {f"{prefix}{'.' if prefix else ''}{f}": getattr(value, f) for f in layout["fields"]}
+    out = {}
+    for key, part in layout["items"].items():
+        out.update(_frames(value[key], part, key))
+    return out
+
+
+def _assemble(directory: Path, layout: dict, prefix: str = ""):
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_parquet(directory / f"{name}.parquet")
+
+    if layout["kind"] == "frame":
+        return read(prefix or "frame")
+    if layout["kind"] == "dataclass":
+        module, name = layout["class"].split(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{f: read(f"{prefix}{'.' if prefix else ''}{f}") for f in layout["fields"]})
+    return {key: _assemble(directory, part, key) for key, part in layout["items"].items()}
+
+
+class TableIOManager(dg.ConfigurableIOManager):
+    """Asset values under ``base_dir/<asset key>/``: Parquet for tables, a pickle otherwise."""
+
+    base_dir: str
+
+    def _directory(self, context) -> Path:
+        return Path(self.base_dir).joinpath(*context.asset_key.path)
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        directory = self._directory(context)
+        staging = directory.with_name(directory.name + ".writing")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        layout = _frame_layout(obj)
+        if layout is None:
+            with open(staging / PICKLE, "wb") as handle:
+                pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            context.add_output_metadata({"storage": "pickle"})
+        else:
+            frames = _frames(obj, layout, "")
+            for name, frame in frames.items():
+                frame.to_parquet(staging / f"{name}.parquet")
+            (staging / LAYOUT).write_text(json.dumps(layout))
+            context.add_output_metadata({"storage": "parquet", "parquet_files": len(frames)})
+        # the previous value stays readable until the new one is complete
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+
+    def load_input(self, context: dg.InputContext):
+        directory = self._directory(context)
+        if (directory / LAYOUT).exists():
+            return _assemble(directory, json.loads((directory / LAYOUT).read_text()))
+        if (directory / PICKLE).exists():
+            with open(directory / PICKLE, "rb") as handle:
+                return pickle.load(handle)
+        raise FileNotFoundError(f"{directory}: no stored value of asset {context.asset_key.to_user_string()}; "
+                                "materialise it first")
