@@ -14,6 +14,7 @@ from recsys_assets.defs.resources import (
     StorageResource,
 )
 from recsys_assets.defs.tracking import MlflowResource
+from recsys_assets.table_io import TableIOManager
 
 SYNTHETIC = {"kind": "synthetic", "synthetic_users": 300, "synthetic_items": 400, "synthetic_interactions": 12_000,
              "seed": 7}
@@ -25,7 +26,7 @@ def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str
         "feature_store": FeatureStoreResource(redis_url=feature_redis_url),
         "storage": StorageResource(data_dir=str(data_dir or tmp / "data"), models_dir=str(tmp / "models")),
         "source": DataSourceResource(**{**SYNTHETIC, **source}),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "storage")),
+        "io_manager": TableIOManager(base_dir=str(tmp / "storage")),
         "mlflow_tracking": MlflowResource(tracking_uri=tracking_uri or f"sqlite:///{tmp / 'models' / 'mlflow.db'}",
                                           models_dir=str(tmp / "models")),
         "promotion_gate": PromotionGateResource(**settings.gate_settings()),

@@ -33,8 +33,15 @@ def _metadata(result, key: str) -> dict:
 def test_definitions_load_and_validate():
     definitions = defs()
     dg.Definitions.validate_loadable(definitions)
-    keys = {k.to_user_string() for k in definitions.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == set(ASSETS)
+    graph = definitions.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(ASSETS) | {"exposure_log"}
+    # the service writes the exposure log; the monitoring assets and the off-policy check depend on it
+    log = dg.AssetKey("exposure_log")
+    assert not graph.get(log).is_materializable
+    assert {k.to_user_string() for k in graph.get(log).child_keys} == {"exposure_metrics", "metrics_reconciliation"}
+    specs = {spec.name: spec for checks in definitions.asset_checks for spec in checks.check_specs}
+    assert [dep.asset_key for dep in specs["off_policy_clicks"].additional_deps] == [log]
 
 
 def test_every_asset_materialised_with_metadata(run):

@@ -86,7 +86,7 @@ def trained_on_quality_data(challenger: RegisteredModel, mlflow_tracking: Mlflow
                           description="The bundle loads, matches its checksums and answers smoke queries."),
         dg.AssetCheckSpec("latency_within_budget", asset=CHALLENGER, blocking=True,
                           description="p95 of in-process requests under RECSYS_LATENCY_BUDGET_MS (10 ms)."),
-        dg.AssetCheckSpec("off_policy_clicks", asset=CHALLENGER, blocking=True,
+        dg.AssetCheckSpec("off_policy_clicks", asset=CHALLENGER, blocking=True, additional_deps=["exposure_log"],
                           description="Off-policy (SNIPS, position-based) clicks of the challenger on the logged "
                                       "requests are not significantly below what was served (RECSYS_OFF_POLICY_CHECK: "
                                       "off, warn or block)."),

@@ -28,6 +28,11 @@ from recsys_training.online_eval import (
 
 MONITORING = "monitoring"
 
+exposure_log = dg.AssetSpec(
+    "exposure_log", group_name=MONITORING, kinds={"jsonl"},
+    description="The service's exposure log (RECSYS_EXPOSURE_LOG): served lists, events and shadow lists, "
+                "written by the service, not by Dagster; rotated as exposure_log.jsonl.N.")
+
 
 class ExposureWindows(dg.Config):
     """Windows (name: seconds before the newest exposure) the online metrics are computed over,
@@ -78,7 +83,7 @@ def no_confirmed_drift(drift_report: dict) -> dg.AssetCheckResult:
                                description=drift_report["reason"], metadata={"drifted": ", ".join(drift_report["drifted"])})
 
 
-@dg.asset(group_name=MONITORING, kinds={"json"})
+@dg.asset(group_name=MONITORING, kinds={"json"}, deps=[exposure_log])
 def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows, storage: StorageResource,
                      raw_items: pd.DataFrame) -> dict:
     """Impressions, CTR, conversion, coverage and click rate by position per model version,
@@ -122,7 +127,7 @@ def no_click_rate_drop(exposure_metrics: dict) -> dg.AssetCheckResult:
                                metadata={"drops": len(drops)})
 
 
-@dg.asset(group_name=MONITORING, kinds={"json"})
+@dg.asset(group_name=MONITORING, kinds={"json"}, deps=[exposure_log])
 def metrics_reconciliation(context: dg.AssetExecutionContext, storage: StorageResource) -> list:
     """Exposures, clicks and conversions counted by the service (its exposure log) against the
     business events source (RECSYS_BUSINESS_EVENTS, column ``kind``); differences over 2% flagged."""

@@ -7,6 +7,7 @@ import dagster as dg
 from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
+from recsys_assets.table_io import TableIOManager
 from recsys_service.admin_client import reload_model
 from recsys_training import notify, promotion, sources, synthetic
 from recsys_training.drift import DriftThresholds
@@ -148,7 +149,7 @@ def resources_from_environment() -> dict:
             interactions_table=settings.interactions_table(), synthetic_users=users, synthetic_items=items,
             synthetic_interactions=interactions, seed=settings.seed(),
         ),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(data_dir / "dagster_storage")),
+        "io_manager": TableIOManager(base_dir=str(data_dir / "assets")),
         "feature_store": FeatureStoreResource(redis_url=settings.feature_redis_url()),
         "mlflow_tracking": MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
                                           models_dir=str(settings.models_dir())),

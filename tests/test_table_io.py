@@ -1,0 +1,63 @@
+"""Tables travel between assets as Parquet and come back equal; other values are pickled."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_assets.table_io import LAYOUT, PICKLE, TableIOManager
+from recsys_training.split import Split
+
+
+def _frame(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"user_id": pd.array([f"u{i}" for i in rng.integers(0, 50, 40)], dtype="string"),
+                         "item_id": [f"i{i}" for i in rng.integers(0, 90, 40)],
+                         "timestamp": rng.integers(0, 10**9, 40), "value": rng.random(40)})
+
+
+def _round_trip(tmp_path, key: str, value):
+    manager = TableIOManager(base_dir=str(tmp_path))
+    manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey(key)), value)
+    return manager.load_input(dg.build_input_context(asset_key=dg.AssetKey(key))), tmp_path / key
+
+
+def test_a_frame_is_parquet_and_comes_back_exactly(tmp_path):
+    frame = _frame(0).set_index("item_id")
+    back, directory = _round_trip(tmp_path, "raw_items", frame)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert (directory / "frame.parquet").exists() and not (directory / PICKLE).exists()
+
+
+def test_folds_of_splits_are_parquet_per_fold_and_side(tmp_path):
+    folds = {"serving": Split(_frame(1), _frame(2)), "validation": Split(_frame(3), _frame(4))}
+    back, directory = _round_trip(tmp_path, "interactions_split", folds)
+    assert set(back) == set(folds) and all(isinstance(s, Split) for s in back.values())
+    for name, split in folds.items():
+        pd.testing.assert_frame_equal(back[name].train, split.train, check_exact=True)
+        pd.testing.assert_frame_equal(back[name].test, split.test, check_exact=True)
+    assert sorted(p.name for p in directory.glob("*.parquet")) == [
+        "serving.test.parquet", "serving.train.parquet", "validation.test.parquet", "validation.train.parquet"]
+
+
+@pytest.mark.parametrize("value", [{"version": "v1", "metrics": {"ndcg@10": 0.2}}, np.arange(5), "models/v1"])
+def test_anything_else_is_pickled(tmp_path, value):
+    back, directory = _round_trip(tmp_path, "thing", value)
+    assert (directory / PICKLE).exists() and not (directory / LAYOUT).exists()
+    assert np.array_equal(back, value) if isinstance(value, np.ndarray) else back == value
+
+
+def test_a_failed_write_leaves_the_previous_value(tmp_path):
+    manager = TableIOManager(base_dir=str(tmp_path))
+    manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey("t")), _frame(5))
+    broken = _frame(6)
+    broken["value"] = [object()] * len(broken)  # Parquet cannot store it
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's own error type
+        manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey("t")), broken)
+    back = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey("t")))
+    pd.testing.assert_frame_equal(back, _frame(5), check_exact=True)
+
+
+def test_loading_what_was_never_stored_names_the_asset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no stored value of asset never_built"):
+        TableIOManager(base_dir=str(tmp_path)).load_input(dg.build_input_context(asset_key=dg.AssetKey("never_built")))
