@@ -16,7 +16,8 @@ from recsys_runtime.candidates import FEATURES, route_names
 from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, Histories, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
-from recsys_runtime.recommender import Recommender, SimilarTable
+from recsys_runtime.recommender import Recommender
+from recsys_runtime.similar_table import SimilarTable
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,27 +17,11 @@ from recsys_runtime.candidates import (
 )
 from recsys_runtime.components import Components
 from recsys_runtime.routes import ROUTES, Route, names_of_bits
+from recsys_runtime.similar_table import SimilarTable
+from recsys_runtime.user_states import DEFAULT_BUDGET_BYTES, UserStateCache
 
 BATCH_REQUESTS = 512
 SIMILAR_DEPTH = 100
-STATE_CACHE_BYTES = 256 * 2**20  # per-user history states kept for live requests
-
-
-@dataclass
-class SimilarTable:
-    """Precomputed "similar to X" lists: row ``row_of[item]`` holds the item's ranked list."""
-
-    row_of: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
-    routes: np.ndarray
-    lengths: np.ndarray
-
-    @classmethod
-    def empty(cls, n_items: int, rows: int, depth: int) -> SimilarTable:
-        return cls(row_of=np.full(n_items, -1, dtype=np.int64), items=np.zeros((rows, depth), dtype=np.int64),
-                   scores=np.zeros((rows, depth), dtype=np.float64), routes=np.zeros((rows, depth), dtype=np.uint8),
-                   lengths=np.zeros(rows, dtype=np.int64))
 
 
 @dataclass
@@ -67,7 +49,7 @@ class Recommender:
     per_route: int = 100
     version: str = "unversioned"
     similar_table: SimilarTable | None = field(default=None, init=False)
-    state_cache_bytes: int = STATE_CACHE_BYTES
+    state_cache_bytes: int = DEFAULT_BUDGET_BYTES  # the initial budget of ``user_states``
     routes: tuple[Route, ...] = ROUTES
 
     def __post_init__(self) -> None:
@@ -77,9 +59,7 @@ class Recommender:
         self._route_bits = {route.name: 1 << bit for bit, route in enumerate(self.routes)}
         self._route_score = {route.name: (bit, self.features.index(route.score_feature))
                              for bit, route in enumerate(self.routes)}
-        self._states: OrderedDict[int, UserState] = OrderedDict()
-        self._state_bytes = 0
-        self._state_lock = threading.Lock()
+        self.user_states = UserStateCache(self.state_cache_bytes)
 
     def precompute_similar(self, max_items: int, depth: int = SIMILAR_DEPTH) -> int:
         """Rank the "similar to X" list of the ``max_items`` most popular items ahead of time,
@@ -90,14 +70,9 @@ class Recommender:
         lists = self.recommend_many([None] * len(ids), ids, depth)
         table = SimilarTable.empty(len(self.components.items), len(anchors), depth)
         for row, (anchor, rec) in enumerate(zip(anchors, lists, strict=True)):
-            if rec.fallback is not None:
-                continue
-            n = len(rec.items)
-            table.row_of[anchor] = row
-            table.items[row, :n] = self.components.item_index(np.asarray(rec.items))
-            table.scores[row, :n] = rec.scores
-            table.routes[row, :n] = [sum(self._route_bits[r] for r in routes) for routes in rec.routes]
-            table.lengths[row] = n
+            if rec.fallback is None:
+                table.store(row, anchor, self.components.item_index(np.asarray(rec.items)), rec.scores,
+                            [sum(self._route_bits[r] for r in routes) for routes in rec.routes])
         self.similar_table = table
         return int((table.row_of >= 0).sum())
 
@@ -111,18 +86,12 @@ class Recommender:
     def _lookup_similar(self, anchor_id, k: int, allowed: CategoryFilter | None) -> Recommendation | None:
         table = self.similar_table
         row = self.stored_similar_row(anchor_id)
-        if row < 0:
+        found = table.lookup(row, k, allowed.allows if allowed is not None else None) if row >= 0 else None
+        if found is None:
             return None
-        items = table.items[row, : table.lengths[row]]
-        if allowed is None:
-            positions = slice(0, min(k, len(items)))
-        else:
-            positions = np.flatnonzero(allowed.allows(items))
-            if len(positions) < k and table.lengths[row] == table.items.shape[1]:
-                return None  # the live ranking may hold more items that pass the filter
-            positions = positions[:k]
+        items, positions = found
         return Recommendation(
-            items=self.components.items[items[positions]].tolist(),
+            items=self.components.items[items].tolist(),
             scores=table.scores[row, positions].tolist(),
             routes=[self._route_names[b] for b in table.routes[row, positions].tolist()],
         )
@@ -186,36 +155,20 @@ class Recommender:
         return requests, reasons, keys
 
     def _user_state(self, key: int | None, history: np.ndarray) -> UserState | None:
-        """A known user's history state, from the LRU when there (requests without activity
+        """A known user's history state, from the cache when there (requests without activity
         newer than the bundle only); a state with a failed route is never kept."""
         if key is None:
             return None
-        with self._state_lock:
-            state = self._states.get(key)
-            if state is not None:
-                self._states.move_to_end(key)
-                return state
-        state = user_state(self.components, history, self.per_route)
-        if state.failed_routes:
-            return state
-        with self._state_lock:
-            if key not in self._states:
-                self._states[key] = state
-                self._state_bytes += state.nbytes
-            self._evict()
+        state = self.user_states.get(key)
+        if state is None:
+            state = user_state(self.components, history, self.per_route)
+            if not state.failed_routes:
+                self.user_states.put(key, state)
         return state
 
     def clear_user_states(self) -> None:
         """Forget every cached user state (the next request of each user is a first one again)."""
-        with self._state_lock:
-            self._states.clear()
-            self._state_bytes = 0
-
-    def _evict(self) -> None:
-        """Drop the least recently used states until the cache fits its budget (lock held)."""
-        while self._state_bytes > self.state_cache_bytes and self._states:
-            _, evicted = self._states.popitem(last=False)
-            self._state_bytes -= evicted.nbytes
+        self.user_states.clear()
 
     def warm_user_states(self, max_users: int) -> int:
         """Build the history states of up to ``max_users`` users, most active first, while the
@@ -230,7 +183,7 @@ class Recommender:
             requests, _, keys = self._requests([histories.users[row]], [None])
             state = self._user_state(keys[0], requests.histories[0])
             warmed += 1
-            if self._state_bytes + state.nbytes > self.state_cache_bytes:
+            if self.user_states.nbytes + state.nbytes > self.user_states.budget_bytes:
                 break  # the next one would evict one of these
         return warmed
 
@@ -265,6 +218,15 @@ class Recommender:
             start, chunk = start + chunk, chunk * 2
         return out
 
+    def popular_fallback(self, k: int, reason: str, exclude: set | None = None,
+                         allowed: CategoryFilter | None = None) -> Recommendation:
+        """The ``k`` most popular items outside ``exclude`` (item indices) that pass ``allowed``,
+        scored by log popularity: what any request falls back to, and why."""
+        chosen = self._popular_list(exclude or set(), k, allowed)
+        return Recommendation(items=self.components.items[chosen].tolist(),
+                              scores=np.log1p(self.components.timeline.counts[chosen]).tolist(),
+                              routes=[["popular"]] * len(chosen), fallback=reason)
+
     def recommend_many(
         self, user_ids: list, anchors: list | None = None, k: int = 10, route: str | None = None,
         explain: bool = False, recent: list | None = None, exclude: list | None = None,
@@ -287,7 +249,7 @@ class Recommender:
         if (self.similar_table is not None and variants == (None,) and not explain and len(user_ids) == 1
                 and user_ids[0] is None and anchors[0] is not None and not (exclude and exclude[0])
                 and not (recent and recent[0])
-                and k <= self.similar_table.items.shape[1]):
+                and k <= self.similar_table.depth):
             found = self._lookup_similar(anchors[0], k, allowed)
             if found is not None:
                 return {None: [found]}
@@ -307,7 +269,7 @@ class Recommender:
                          recent: list, exclude: list, allowed: CategoryFilter | None,
                          exclude_seen: bool = True) -> dict[str | None, list[Recommendation]]:
         requests, reasons, keys = self._requests(user_ids, anchors, recent, exclude, exclude_seen)
-        key = keys[0] if len(user_ids) == 1 and self.state_cache_bytes > 0 else None
+        key = keys[0] if len(user_ids) == 1 and self.user_states.budget_bytes > 0 else None
         states = [self._user_state(key, requests.histories[0])] if key is not None else None
         candidates = generate(self.components, requests, self.per_route, states, self.routes)
         out = {}
@@ -336,13 +298,7 @@ class Recommender:
                 seen = set(requests.exclude[row].tolist())
                 if requests.keep_seen is None or not requests.keep_seen[row]:
                     seen |= set(requests.histories[row].tolist())
-                chosen = self._popular_list(seen, k, allowed)
-                results.append(Recommendation(
-                    items=items[chosen].tolist(),
-                    scores=np.log1p(self.components.timeline.counts[chosen]).tolist(),
-                    routes=[["popular"]] * len(chosen),
-                    fallback=reason or "no candidates",
-                ))
+                results.append(self.popular_fallback(k, reason or "no candidates", seen, allowed))
                 continue
             rec = Recommendation(
                 items=items[candidates.items[positions]].tolist(),

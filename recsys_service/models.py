@@ -111,7 +111,7 @@ class ModelManager:
         try:
             recommender = load_bundle(path, ranker_cache=self.ranker_cache)
             if self.user_state_cache_bytes is not None:
-                recommender.state_cache_bytes = self.user_state_cache_bytes
+                recommender.user_states.budget_bytes = self.user_state_cache_bytes
         except (BundleError, OSError, ValueError) as error:
             raise ReloadRefused(f"bundle {path} refused: {error}") from error
         smoke = smoke_queries(recommender)

@@ -95,7 +95,7 @@ def in_process(path: Path, seed: int = 0) -> dict:
         return out
 
     first = timed(comp.items[rng.integers(0, len(comp.items), len(users))])
-    states = [s.nbytes for s in recommender._states.values()]
+    states = [s.nbytes for s in recommender.user_states.values()]
     repeat = timed(comp.items[rng.integers(0, len(comp.items), len(users))])
     recommender.clear_user_states()
     check = bundle_checks.latency(recommender, REQUESTS, promotion.GateThresholds().latency_budget_ms)

@@ -135,7 +135,7 @@ def test_cached_user_states_give_the_same_lists_as_fresh_computation(world):
             a = cached.recommend_many([user], [anchor], k=8)[0]
             b = fresh.recommend_many([user], [anchor], k=8)[0]
             assert (a.items, a.scores, a.routes) == (b.items, b.scores, b.routes)
-    assert len(cached._states) == 3 and not fresh._states
+    assert len(cached.user_states) == 3 and not len(fresh.user_states)
     # activity newer than the bundle makes a different history: not served from the cache
     recent = cached.recommend_many(["u0"], ["i3"], k=8, recent=[["i15"]])[0]
     assert recent.items == fresh.recommend_many(["u0"], ["i3"], k=8, recent=[["i15"]])[0].items
@@ -152,7 +152,7 @@ def test_a_failing_route_is_cut_off_and_the_others_serve(world, monkeypatch):
     result = rec.recommend("u0", k=5)
     assert result.failed_routes == ("content",) and result.fallback is None and len(result.items) == 5
     assert not any("content" in routes for routes in result.routes)
-    assert not rec._states  # a degraded state is not kept
+    assert not len(rec.user_states)  # a degraded state is not kept
     monkeypatch.undo()
     healthy = rec.recommend("u0", k=5)
-    assert healthy.failed_routes == () and len(rec._states) == 1
+    assert healthy.failed_routes == () and len(rec.user_states) == 1

@@ -14,7 +14,8 @@ from litestar.testing import TestClient
 
 from recsys_registry.registry import ModelRegistry
 from recsys_runtime.bundle import load_bundle
-from recsys_service.app import create_app, overlap_at_k, rank_biased_overlap
+from recsys_service.agreement import overlap_at_k, rank_biased_overlap
+from recsys_service.app import create_app
 from recsys_service.models import user_bucket
 from recsys_service.settings import ServiceSettings
 from tests.bundles import build_bundle
@@ -165,7 +166,7 @@ def test_shadow_agreement_is_exported(models, tmp_path):
         for u in range(20):
             client.get(f"/recommend/user/u{u}")
         service = client.app.state.service
-        service.shadow_pool.submit(lambda: None).result()
+        service.shadow.pool.submit(lambda: None).result()
         text = client.get("/metrics").text
         assert "recsys_shadow_rbo_count 20.0" in text and "recsys_shadow_overlap_at_10_count 20.0" in text
 
@@ -320,7 +321,7 @@ def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, 
         client.get("/recommend/user/nobody")  # a fallback
         client.post("/models/reload", json={"mode": "shadow", "version": "v2"}, headers=_admin())
         client.get("/recommend/detail/i5?user_id=u3")
-        client.app.state.service.shadow_pool.submit(lambda: None).result()
+        client.app.state.service.shadow.pool.submit(lambda: None).result()
         text = client.get("/metrics").text
     exported = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     assert used - PROMETHEUS_OWN <= exported, sorted(used - PROMETHEUS_OWN - exported)
@@ -352,3 +353,40 @@ def test_cached_lists_are_not_tracked_by_the_garbage_collector(models, tmp_path)
         for _ in range(3):  # a tuple is untracked in a pass that finds its contents untracked
             gc.collect()
         assert not any(gc.is_tracked(entry) or gc.is_tracked(entry[1]) for entry in entries)
+
+
+def test_a_failing_model_falls_back_to_the_recommenders_popular_list(models, tmp_path):
+    with TestClient(create_app(_settings(models, tmp_path))) as client:
+        service = client.app.state.service
+        model = service.models.deployment.primary
+        cold = client.get("/recommend/user/nobody?top_n=5").json()
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("broken ranker")
+
+        model.recommend_many = broken
+        try:
+            body = client.get("/recommend/user/u3?top_n=5").json()
+        finally:
+            del model.recommend_many
+        assert body["fallback"] == {"reason": "model error: RuntimeError"}
+        # the same list and scores as any popular fallback, not zeros
+        assert [i["item_id"] for i in body["items"]] == [i["item_id"] for i in cold["items"]]
+        assert [i["score"] for i in body["items"]] == [i["score"] for i in cold["items"]]
+        assert all(i["score"] > 0 for i in body["items"])
+
+
+def test_local_activity_is_bounded_to_the_most_recent_users():
+    from recsys_service.activity import RECENT_EVENTS, ActivityStore
+
+    store = ActivityStore(max_local_users=100)
+    for user in range(250):
+        store.remember(f"u{user}", "i1")
+    for _ in range(RECENT_EVENTS + 5):
+        store.remember("u249", "i2")
+    assert len(store) == 100
+    assert store.recent_items("u0") == [] and store.recent_items("u200") == ["i1"]
+    assert store.recent_items("u249") == ["i2"]  # the last 50 events only, without repeats
+    store.remember("u150", "i3")  # touching a user keeps it; the least recent goes
+    store.remember("new", "i4")
+    assert store.recent_items("u150") == ["i1", "i3"] and store.recent_items("u151") == []
