@@ -137,14 +137,6 @@ class MlflowRegistry:
         except MlflowException:
             pass
 
-    def alias_version(self, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
-        except MlflowException:
-            return None
-
     def tag_version(self, mlflow_version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, mlflow_version, key, value)
 

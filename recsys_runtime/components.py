@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_runtime.content_index import ContentIndex
+from recsys_runtime.ids import index_of
 from recsys_runtime.sparse import Accumulator
 
 
@@ -70,11 +71,7 @@ class Histories:
         return self.items[lo:hi], self.timestamps[lo:hi]
 
     def user_index(self, user_ids: np.ndarray) -> np.ndarray:
-        user_ids = np.asarray(user_ids).astype(str)
-        pos = np.minimum(np.searchsorted(self.users, user_ids), max(len(self.users) - 1, 0))
-        if len(self.users) == 0:
-            return np.full(len(user_ids), -1)
-        return np.where(self.users[pos] == user_ids, pos, -1)
+        return index_of(self.users, user_ids)
 
 
 @dataclass
@@ -135,6 +132,4 @@ class Components:
         return self._positions.get(str(item_id), -1)
 
     def item_index(self, item_ids: np.ndarray) -> np.ndarray:
-        item_ids = np.asarray(item_ids).astype(str)
-        pos = np.minimum(np.searchsorted(self.items, item_ids), len(self.items) - 1)
-        return np.where(self.items[pos] == item_ids, pos, -1)
+        return index_of(self.items, item_ids)

@@ -18,16 +18,6 @@ def user_batch(n_items: int) -> int:
     return max(1, BATCH_CELLS // max(1, n_items))
 
 
-def ease_weights(matrix: sp.csr_matrix, lam: float = 500.0) -> np.ndarray:
-    """Closed-form EASE item-item weights (Steck 2019), zero diagonal."""
-    gram = (matrix.T @ matrix).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    precision = np.linalg.inv(gram)
-    weights = precision / (-np.diag(precision))
-    weights[np.diag_indices_from(weights)] = 0.0
-    return weights
-
-
 def cosine_similarity(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Item-item cosine of a binary user x item matrix, full neighbourhood, zero diagonal."""
     norms = np.sqrt(np.asarray(matrix.sum(axis=0)).ravel())

@@ -12,6 +12,7 @@ from recsys_training.collaborative import ease_recall_matrix, item_cosine_matrix
 from recsys_training.covisitation import covisitation_matrix
 from recsys_training.matrix import InteractionMatrix
 from recsys_training.popularity import item_timeline
+from recsys_training.schema import canonical_order
 
 MAX_CATEGORIES = 128
 
@@ -34,7 +35,7 @@ def category_matrix(
 
 
 def histories(train: pd.DataFrame, item_ids: np.ndarray) -> Histories:
-    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ordered = canonical_order(train)
     users, starts = np.unique(ordered["user_id"].to_numpy().astype(str), return_index=True)
     indptr = np.append(starts, len(ordered)).astype(np.int64)
     return Histories(

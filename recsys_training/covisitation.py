@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_training.schema import canonical_order
 from recsys_training.sparse_topk import keep_top_k_per_row
 
 
@@ -22,7 +23,7 @@ def covisitation_matrix(
     ``0.5 ** (|dt| / half_life)``; the sum is normalised like a cosine
     (``w_ij / sqrt(n_i * n_j)``) and only the ``top_k`` neighbours of each item are kept.
     """
-    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ordered = canonical_order(train)
     user = ordered["user_id"].to_numpy()
     col = np.searchsorted(items, ordered["item_id"].to_numpy().astype(str))
     ts = ordered["timestamp"].to_numpy(dtype=np.float64)

@@ -14,11 +14,12 @@ from recsys_training import baselines
 from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
 from recsys_training.metrics import K, evaluate_lists
+from recsys_training.schema import canonical_order
 from recsys_training.split import Split
 
 
 def last_train_items(train: pd.DataFrame) -> dict:
-    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ordered = canonical_order(train)
     last = ordered.groupby("user_id", sort=False)["item_id"].last()
     return {str(u): str(i) for u, i in last.items()}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from recsys_training.schema import canonical_order
+
 
 def item_feature_view(items: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
     stats = train.assign(item_id=train["item_id"].astype(str)).groupby("item_id").agg(
@@ -17,7 +19,7 @@ def item_feature_view(items: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
 
 
 def user_feature_view(train: pd.DataFrame, items: pd.DataFrame, recent: int = 10) -> pd.DataFrame:
-    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ordered = canonical_order(train)
     ordered = ordered.assign(user_id=ordered["user_id"].astype(str), item_id=ordered["item_id"].astype(str))
     grouped = ordered.groupby("user_id")
     view = grouped.agg(interactions=("item_id", "size"), mean_value=("value", "mean"),

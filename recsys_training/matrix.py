@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_runtime.ids import index_of
+
 
 @dataclass(frozen=True)
 class InteractionMatrix:
@@ -26,8 +28,8 @@ class InteractionMatrix:
             items = np.unique(interactions["item_id"].to_numpy().astype(str))
         rows = np.searchsorted(users, interactions["user_id"].to_numpy().astype(str))
         item_ids = interactions["item_id"].to_numpy().astype(str)
-        cols = np.searchsorted(items, item_ids)
-        cols_valid = (cols < len(items)) & (items[np.minimum(cols, len(items) - 1)] == item_ids)
+        cols = index_of(items, item_ids)
+        cols_valid = cols >= 0
         data = np.ones(int(cols_valid.sum()), dtype=np.float32)
         matrix = sp.csr_matrix((data, (rows[cols_valid], cols[cols_valid])), shape=(len(users), len(items)))
         matrix.sum_duplicates()
@@ -36,17 +38,11 @@ class InteractionMatrix:
 
     def item_index(self, item_ids: np.ndarray) -> np.ndarray:
         """Column index of each id, -1 where the id is unknown."""
-        item_ids = np.asarray(item_ids).astype(str)
-        pos = np.searchsorted(self.items, item_ids)
-        pos = np.minimum(pos, len(self.items) - 1)
-        return np.where(self.items[pos] == item_ids, pos, -1)
+        return index_of(self.items, item_ids)
 
     def user_index(self, user_ids: np.ndarray) -> np.ndarray:
         """Row index of each id, -1 where the id is unknown."""
-        user_ids = np.asarray(user_ids).astype(str)
-        pos = np.searchsorted(self.users, user_ids)
-        pos = np.minimum(pos, len(self.users) - 1)
-        return np.where(self.users[pos] == user_ids, pos, -1)
+        return index_of(self.users, user_ids)
 
 
 def top_k_excluding(scores: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.ndarray:

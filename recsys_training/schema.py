@@ -104,3 +104,9 @@ def _concat(rejects: list[pd.DataFrame]) -> pd.DataFrame:
     if not rejects:
         return pd.DataFrame({"reason": pd.Series(dtype="string"), "source": pd.Series(dtype="string")})
     return pd.concat(rejects, ignore_index=True)
+
+
+def canonical_order(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Interactions by user, then time, then item id; stable, so equal keys keep their order.
+    Every step that reads a history in order (split, features, routes, evaluation) uses it."""
+    return interactions.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys_training.schema import canonical_order
+
 MIN_USER_INTERACTIONS = 5
 TEST_SHARE = 0.2
 
@@ -21,7 +23,7 @@ class Split:
 
 def dedupe_interactions(interactions: pd.DataFrame) -> pd.DataFrame:
     """One row per (user_id, item_id): the earliest, ties broken by item order."""
-    ordered = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ordered = canonical_order(interactions)
     return ordered.drop_duplicates(["user_id", "item_id"], keep="first").reset_index(drop=True)
 
 
@@ -38,7 +40,7 @@ def temporal_holdout(
     data = dedupe_interactions(interactions)
     sizes = data.groupby("user_id")["item_id"].transform("size")
     data = data[sizes >= min_interactions]
-    data = data.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort").reset_index(drop=True)
+    data = canonical_order(data).reset_index(drop=True)
     n = data.groupby("user_id")["item_id"].transform("size").to_numpy()
     position = data.groupby("user_id").cumcount().to_numpy()
     n_test = np.maximum(1, np.rint(test_share * n).astype(int))

@@ -3,7 +3,6 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_runtime.content_index import ContentIndex
-from recsys_training.baselines import ease_weights
 from recsys_training.collaborative import ease_item_weights, ease_recall_matrix, item_cosine_matrix
 from recsys_training.covisitation import covisitation_matrix
 from recsys_training.popularity import item_timeline
@@ -12,6 +11,17 @@ from tests.conftest import interactions
 
 DAY = 86_400
 
+
+
+def ease_weights(matrix: sp.csr_matrix, lam: float = 500.0) -> np.ndarray:
+    """The textbook closed form (Steck 2019) with a float64 inverse: the reference the
+    package's Cholesky solver is checked against."""
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    precision = np.linalg.inv(gram)
+    weights = precision / (-np.diag(precision))
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights
 
 def test_covisitation_pairs_decay_with_time_and_are_cosine_normalised():
     rows = [("u", "a", 0), ("u", "b", 30 * DAY), ("v", "a", 0), ("v", "c", 0)]

@@ -21,8 +21,6 @@ from recsys_training.components_fit import assemble_components, collaborative_de
 from recsys_training.ranker import TrainingSet, train_ranker, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
-ROUTE_INPUTS = ("collaborative_index", "covisitation_index", "content_index", "popular_items")
-
 
 def _components(fold: str, split: dict[str, Split], raw_items: pd.DataFrame, collaborative_index: dict,
                 covisitation_index: dict, content_index: dict, popular_items: dict) -> Components:
