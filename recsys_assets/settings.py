@@ -112,42 +112,45 @@ def raw_max_lag_hours() -> float:
     return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))
 
 
+GATE_VARIABLES = {
+    "RECSYS_MIN_NDCG_GAIN": ("min_ndcg_gain", float), "RECSYS_RECALL_TOLERANCE": ("recall_tolerance", float),
+    "RECSYS_AUC_TOLERANCE": ("auc_relative_tolerance", float), "RECSYS_MIN_EVAL_USERS": ("min_eval_users", int),
+    "RECSYS_MIN_QUALITY_SCORE": ("min_quality_score", float),
+    "RECSYS_LATENCY_BUDGET_MS": ("latency_budget_ms", float), "RECSYS_LATENCY_REQUESTS": ("latency_requests", int),
+    "RECSYS_OFF_POLICY_CHECK": ("off_policy_check", str),
+    "RECSYS_OFF_POLICY_MIN_REQUESTS": ("off_policy_min_requests", int),
+    "RECSYS_CHALLENGER_STALE_HOURS": ("challenger_stale_hours", float),
+}
+DRIFT_VARIABLES = {
+    "RECSYS_DRIFT_PSI": ("psi", float), "RECSYS_DRIFT_KS": ("ks", float),
+    "RECSYS_DRIFT_UNSEEN_SHARE": ("unseen_share", float), "RECSYS_DRIFT_CENTROID_SHIFT": ("centroid_shift", float),
+    "RECSYS_DRIFT_MIN_SIGNALS": ("min_signals", int), "RECSYS_DRIFT_MIN_ROWS": ("min_rows", int),
+    "RECSYS_DRIFT_WINDOW_DAYS": ("window_days", float), "RECSYS_DRIFT_COOLDOWN_HOURS": ("cooldown_hours", float),
+}
+
+
+def _fields_from(variables: dict[str, tuple[str, type]]) -> dict:
+    return {field: cast(os.environ[name]) for name, (field, cast) in variables.items() if name in os.environ}
+
+
 def gate_settings() -> dict:
-    """Defaults of the ``promotion_gate`` resource: RECSYS_MIN_NDCG_GAIN (0.002),
-    RECSYS_RECALL_TOLERANCE (0.005), RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (500),
-    RECSYS_MIN_QUALITY_SCORE (90), RECSYS_LATENCY_BUDGET_MS (10), RECSYS_LATENCY_REQUESTS (1000),
-    RECSYS_OFF_POLICY_CHECK (off | warn | block, default warn: the off-policy estimate of the
-    challenger's clicks from the exposure log), RECSYS_OFF_POLICY_MIN_REQUESTS (1000: fewer logged
-    lists skip it), RECSYS_CHALLENGER_STALE_HOURS (24: notify when a challenger waits longer)."""
-    env = os.environ.get
-    return {
-        "min_ndcg_gain": float(env("RECSYS_MIN_NDCG_GAIN", "0.002")),
-        "recall_tolerance": float(env("RECSYS_RECALL_TOLERANCE", "0.005")),
-        "auc_relative_tolerance": float(env("RECSYS_AUC_TOLERANCE", "0.05")),
-        "min_eval_users": int(env("RECSYS_MIN_EVAL_USERS", "500")),
-        "min_quality_score": float(env("RECSYS_MIN_QUALITY_SCORE", "90")),
-        "latency_budget_ms": float(env("RECSYS_LATENCY_BUDGET_MS", "10")),
-        "latency_requests": int(env("RECSYS_LATENCY_REQUESTS", "1000")),
-        "off_policy_check": env("RECSYS_OFF_POLICY_CHECK", "warn"),
-        "off_policy_min_requests": int(env("RECSYS_OFF_POLICY_MIN_REQUESTS", "1000")),
-        "challenger_stale_hours": float(env("RECSYS_CHALLENGER_STALE_HOURS", "24")),
-    }
+    """Fields of the ``promotion_gate`` resource set in the environment (the rest keep the
+    resource's defaults): RECSYS_MIN_NDCG_GAIN (0.002), RECSYS_RECALL_TOLERANCE (0.005),
+    RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (500), RECSYS_MIN_QUALITY_SCORE (90),
+    RECSYS_LATENCY_BUDGET_MS (10), RECSYS_LATENCY_REQUESTS (1000), RECSYS_OFF_POLICY_CHECK (off |
+    warn | block, default warn: the off-policy estimate of the challenger's clicks from the exposure
+    log), RECSYS_OFF_POLICY_MIN_REQUESTS (1000: fewer logged lists skip it),
+    RECSYS_CHALLENGER_STALE_HOURS (24: notify when a challenger waits longer)."""
+    return _fields_from(GATE_VARIABLES)
 
 
 def drift_settings() -> dict:
-    """Defaults of the ``drift_policy`` resource: RECSYS_DRIFT_PSI (0.2), RECSYS_DRIFT_KS (0.1),
-    RECSYS_DRIFT_UNSEEN_SHARE (0.1), RECSYS_DRIFT_CENTROID_SHIFT (0.05), RECSYS_DRIFT_MIN_SIGNALS
-    (2), RECSYS_DRIFT_MIN_ROWS (200), RECSYS_DRIFT_WINDOW_DAYS (30: the recent window compared with
-    the rest when there is no champion), RECSYS_DRIFT_COOLDOWN_HOURS (24: at most one
-    drift-triggered retraining per this many hours)."""
-    env = os.environ.get
-    return {"psi": float(env("RECSYS_DRIFT_PSI", "0.2")), "ks": float(env("RECSYS_DRIFT_KS", "0.1")),
-            "unseen_share": float(env("RECSYS_DRIFT_UNSEEN_SHARE", "0.1")),
-            "centroid_shift": float(env("RECSYS_DRIFT_CENTROID_SHIFT", "0.05")),
-            "min_signals": int(env("RECSYS_DRIFT_MIN_SIGNALS", "2")),
-            "min_rows": int(env("RECSYS_DRIFT_MIN_ROWS", "200")),
-            "window_days": float(env("RECSYS_DRIFT_WINDOW_DAYS", "30")),
-            "cooldown_hours": float(env("RECSYS_DRIFT_COOLDOWN_HOURS", "24"))}
+    """Fields of the ``drift_policy`` resource set in the environment: RECSYS_DRIFT_PSI (0.2),
+    RECSYS_DRIFT_KS (0.1), RECSYS_DRIFT_UNSEEN_SHARE (0.1), RECSYS_DRIFT_CENTROID_SHIFT (0.05),
+    RECSYS_DRIFT_MIN_SIGNALS (2), RECSYS_DRIFT_MIN_ROWS (200), RECSYS_DRIFT_WINDOW_DAYS (30: the
+    recent window compared with the rest when there is no champion), RECSYS_DRIFT_COOLDOWN_HOURS
+    (24: at most one drift-triggered retraining per this many hours)."""
+    return _fields_from(DRIFT_VARIABLES)
 
 
 def secret(name: str) -> dg.EnvVar | str:

@@ -1,5 +1,6 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -71,45 +72,49 @@ class DataSourceResource(dg.ConfigurableResource):
         raise ValueError(f"unknown source kind {self.kind!r}: use sample, export, database or synthetic")
 
 
-class PromotionGateResource(dg.ConfigurableResource):
-    """Thresholds of the promotion gate (defaults from RECSYS_* variables, see the README); shown
-    in the launchpad and recorded with each run."""
+_GATE = promotion.GateThresholds()
+_DRIFT = DriftThresholds()
 
-    min_ndcg_gain: float = 0.002
-    recall_tolerance: float = 0.005
-    auc_relative_tolerance: float = 0.05
-    min_eval_users: int = 500
-    min_quality_score: float = 90.0
-    latency_budget_ms: float = 10.0
-    latency_requests: int = 1_000
+
+class PromotionGateResource(dg.ConfigurableResource):
+    """Thresholds of the promotion gate (defaults: ``GateThresholds``; RECSYS_* variables override
+    them, see the README); shown in the launchpad and recorded with each run."""
+
+    min_ndcg_gain: float = _GATE.min_ndcg_gain
+    recall_tolerance: float = _GATE.recall_tolerance
+    auc_relative_tolerance: float = _GATE.auc_relative_tolerance
+    min_eval_users: int = _GATE.min_eval_users
+    min_quality_score: float = _GATE.min_quality_score
+    latency_budget_ms: float = _GATE.latency_budget_ms
+    latency_requests: int = _GATE.latency_requests
     off_policy_check: str = "warn"  # off | warn | block
     off_policy_min_requests: int = 1_000
     challenger_stale_hours: float = 24.0
 
     def thresholds(self) -> promotion.GateThresholds:
-        return promotion.GateThresholds(
-            min_ndcg_gain=self.min_ndcg_gain, recall_tolerance=self.recall_tolerance,
-            auc_relative_tolerance=self.auc_relative_tolerance, min_eval_users=self.min_eval_users,
-            min_quality_score=self.min_quality_score, latency_budget_ms=self.latency_budget_ms,
-            latency_requests=self.latency_requests)
+        return promotion.GateThresholds(**_values(self, promotion.GateThresholds))
 
 
 class DriftPolicyResource(dg.ConfigurableResource):
-    """When drift is confirmed and how often it may start a retraining (defaults from RECSYS_DRIFT_*)."""
+    """When drift is confirmed (defaults: ``DriftThresholds``) and how often it may start a
+    retraining; RECSYS_DRIFT_* variables override them."""
 
-    psi: float = 0.2
-    ks: float = 0.1
-    unseen_share: float = 0.1
-    centroid_shift: float = 0.05
-    min_signals: int = 2
-    min_rows: int = 200
+    psi: float = _DRIFT.psi
+    ks: float = _DRIFT.ks
+    unseen_share: float = _DRIFT.unseen_share
+    centroid_shift: float = _DRIFT.centroid_shift
+    min_signals: int = _DRIFT.min_signals
+    min_rows: int = _DRIFT.min_rows
     window_days: float = 30.0
     cooldown_hours: float = 24.0
 
     def thresholds(self) -> DriftThresholds:
-        return DriftThresholds(psi=self.psi, ks=self.ks, unseen_share=self.unseen_share,
-                               centroid_shift=self.centroid_shift, min_signals=self.min_signals,
-                               min_rows=self.min_rows)
+        return DriftThresholds(**_values(self, DriftThresholds))
+
+
+def _values(resource: dg.ConfigurableResource, thresholds: type) -> dict:
+    """The resource's values of the fields of the ``thresholds`` dataclass."""
+    return {f.name: getattr(resource, f.name) for f in dataclasses.fields(thresholds)}
 
 
 class NotifierResource(dg.ConfigurableResource):
