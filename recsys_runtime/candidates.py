@@ -180,9 +180,7 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
         n = route.size(per_route)
         items, scores = route.propose(given, n)
         picks.append(best(np.asarray(items, dtype=np.int64), scores, n, blocked)[0])
-    items, inverse = np.unique(np.concatenate(picks), return_inverse=True)
-    bits = np.zeros(len(items), dtype=np.uint8)
-    np.bitwise_or.at(bits, inverse, np.repeat((1 << np.arange(len(picks))).astype(np.uint8), [len(p) for p in picks]))
+    items, bits = components.accumulator.union(picks)
     collaborative, covisitation = state.collaborative.at(items), state.covisitation.at(items)
     columns = {
         "collaborative_score": collaborative,

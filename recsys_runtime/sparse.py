@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_runtime import kernels
+
 
 @dataclass(frozen=True)
 class SparseRow:
@@ -28,10 +30,7 @@ class SparseRow:
 
     def at(self, query: np.ndarray) -> np.ndarray:
         """The scores of ``query`` items (zero outside the support)."""
-        if not len(self.items):
-            return np.zeros(len(query), dtype=np.float32)
-        pos = np.minimum(np.searchsorted(self.items, query), len(self.items) - 1)
-        return np.where(self.items[pos] == query, self.values[pos], np.float32(0.0))
+        return kernels.lookup(self.items, self.values, np.asarray(query))
 
     def max(self) -> float:
         """The largest score over the whole catalog, counting the zeros outside the support."""
@@ -65,13 +64,13 @@ class _Scratch:
 
     def __init__(self, size: int) -> None:
         self.sums = np.zeros(size, dtype=np.float64)
-        self.first = np.zeros(size, dtype=np.int32)
+        self.touched = np.zeros(size, dtype=np.bool_)
+        self.bits = np.zeros(size, dtype=np.uint8)
 
 
 class Accumulator:
-    """Weighted sums of CSR rows as ``SparseRow``s; thread-safe (each caller borrows scratch).
-    The work is proportional to the rows' entries; where they outnumber the catalog's items, a
-    count over the catalog gives the same sums for less."""
+    """Weighted sums of CSR rows as ``SparseRow``s, and unions of route picks; thread-safe (each
+    caller borrows scratch). The work is proportional to the rows' entries."""
 
     def __init__(self, catalog_size: int) -> None:
         self.catalog_size = catalog_size
@@ -91,28 +90,25 @@ class Accumulator:
     def rows(self, matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> SparseRow:
         """``sum_i weights[i] * matrix[rows[i]]``. Products in float32, sums in float64 in the
         order of ``rows`` then of each row's entries, rounded to float32 once."""
-        offsets, lengths = row_entries(matrix, rows)
-        total = len(offsets)
-        if total == 0:
-            return SparseRow.empty(self.catalog_size)
-        cols = matrix.indices[offsets]
-        products = (matrix.data[offsets] * np.repeat(np.asarray(weights, dtype=np.float32), lengths)).astype(np.float64)
-        if total >= self.catalog_size:
-            # more entries than items: one pass over the catalog costs less than the entries do
-            sums = np.bincount(cols, weights=products, minlength=self.catalog_size)
-            support = np.flatnonzero(np.bincount(cols, minlength=self.catalog_size))
-            return SparseRow(support.astype(np.int32), sums[support].astype(np.float32), self.catalog_size)
         scratch = self._borrow()
         try:
-            np.add.at(scratch.sums, cols, products)
-            position = np.arange(total, dtype=np.int32)
-            scratch.first[cols[::-1]] = position[::-1]
-            support = np.sort(cols[scratch.first[cols] == position])
-            values = scratch.sums[support].astype(np.float32)
-            scratch.sums[support] = 0.0
+            items, values = kernels.accumulate_rows(
+                matrix.indptr, matrix.indices, matrix.data, np.asarray(rows, dtype=np.int64),
+                np.asarray(weights, dtype=np.float32), scratch.sums, scratch.touched)
         finally:
             self._give_back(scratch)
-        return SparseRow(support.astype(np.int32), values, self.catalog_size)
+        return SparseRow(items, values, self.catalog_size)
+
+    def union(self, picks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct items of ``picks`` (one array per route), ascending, with a bitmask of the
+        routes that picked each (bit = the route's position)."""
+        lengths = np.array([len(p) for p in picks], dtype=np.int64)
+        flat = np.concatenate(picks).astype(np.int64) if picks else np.empty(0, np.int64)
+        scratch = self._borrow()
+        try:
+            return kernels.union_with_bits(flat, lengths, scratch.bits)
+        finally:
+            self._give_back(scratch)
 
 
 def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,21 +123,8 @@ def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
 def best(items: np.ndarray, scores: np.ndarray, n: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` best positive-scored ``items`` that are not ``blocked`` (sorted ids), best first,
     ties broken by the lower item index: a function of the scores alone."""
-    keep = scores > 0
-    if len(blocked):
-        keep &= ~_member(items, blocked)
-    items, scores = items[keep], scores[keep]
-    if len(items) > n:
-        kth = np.partition(-scores, n - 1)[n - 1]
-        near = -scores <= kth
-        items, scores = items[near], scores[near]
-    order = np.lexsort((items, -scores))[:n]
-    return items[order], scores[order]
-
-
-def _member(items: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    pos = np.minimum(np.searchsorted(sorted_ids, items), len(sorted_ids) - 1)
-    return sorted_ids[pos] == items
+    positions = kernels.best_positions(items, scores, n, blocked)
+    return items[positions], scores[positions]
 
 
 def unique_sorted(values: np.ndarray) -> np.ndarray:
