@@ -18,6 +18,7 @@ from recsys_runtime.routes import ROUTES, Route, RouteInput, route_names
 from recsys_runtime.sparse import SparseRow, best, row_entries, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
+STATE_HISTORY = 200  # a state reads the latest items of a history (older ones weigh < 1e-6 in recency)
 DAY = 86_400
 TREND_WINDOWS = (7 * DAY, 30 * DAY, 365 * DAY)
 BASE_FEATURES = (
@@ -72,7 +73,8 @@ class UserState:
     items, and the category profile. Deterministic for a given history, so a service can keep
     it per user. Its size grows with the history, never with the catalog:
     8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
-    (embedding dimension + categories), where a support is at most history x neighbours per item."""
+    (embedding dimension + categories), where a support is at most min(history, STATE_HISTORY)
+    x neighbours per item."""
 
     collaborative: SparseRow
     covisitation: SparseRow
@@ -103,8 +105,9 @@ def recency_weights(length: int) -> np.ndarray:
 
 
 def user_state(components: Components, history: np.ndarray, per_route: int = 100) -> UserState:
-    """The ``UserState`` of one history (item indices, oldest first)."""
-    history = np.asarray(history, dtype=np.int64)
+    """The ``UserState`` of one history (item indices, oldest first), from its latest
+    ``STATE_HISTORY`` items, so its cost and size are bounded whatever the history's length."""
+    history = np.asarray(history, dtype=np.int64)[-STATE_HISTORY:]
     n_items = len(components.items)
     recency = recency_weights(len(history))
     failed: list[str] = []

@@ -54,7 +54,7 @@ def fold_items(train: pd.DataFrame) -> np.ndarray:
 COLLABORATIVE_MODELS = ("ease", "item_cosine")
 # EASE over the most interacted items is the default: on the validation fold it beat a cosine over
 # every item on the sample and on the synthetic 10x set (scripts/compare_collaborative.py)
-COLLABORATIVE_DEFAULTS = {"collaborative_model": "ease", "ease_top_k": 200, "ease_lambda": 500.0,
+COLLABORATIVE_DEFAULTS = {"collaborative_model": "ease", "ease_top_k": 100, "ease_lambda": 500.0,
                           "ease_max_items": 10_000}
 
 

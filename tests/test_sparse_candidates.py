@@ -154,3 +154,19 @@ def test_a_route_added_to_the_table_needs_no_other_change(components):
     flag = cands.features[:, names.index("from_long_tail")]
     assert names[-1] == "from_long_tail" and flag.sum() == PER_ROUTE // 4
     assert np.array_equal(flag, (cands.routes >> 5) & 1)
+
+
+def test_a_state_reads_only_the_latest_items_of_a_long_history(components):
+    from recsys_runtime.candidates import STATE_HISTORY
+
+    rng = np.random.default_rng(4)
+    long_history = rng.integers(0, len(components.items), STATE_HISTORY * 3)
+    whole = user_state(components, long_history, PER_ROUTE)
+    latest = user_state(components, long_history[-STATE_HISTORY:], PER_ROUTE)
+    for part in ("collaborative", "covisitation", "content"):
+        assert np.array_equal(getattr(whole, part).items, getattr(latest, part).items), part
+        assert np.array_equal(getattr(whole, part).values, getattr(latest, part).values), part
+    assert np.array_equal(whole.profile, latest.profile)
+    neighbours = np.diff(components.ease.indptr).max() + np.diff(components.covisitation.indptr).max()
+    assert whole.nbytes <= 8 * (STATE_HISTORY * neighbours + PER_ROUTE) + 4 * (
+        components.embeddings.shape[1] + components.categories.shape[1])

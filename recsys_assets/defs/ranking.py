@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_runtime.bundle import save_bundle
-from recsys_runtime.candidates import FEATURES, route_names
+from recsys_runtime.candidates import FEATURES, STATE_HISTORY, route_names
 from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
@@ -114,7 +114,7 @@ def model_bundle(
     manifest = save_bundle(components, booster, target, {
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
-        "collaborative": collaborative_description(),
+        "collaborative": collaborative_description(), "state_history": STATE_HISTORY,
     }, similar=recommender.similar_table)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({
