@@ -120,6 +120,9 @@ GATE_VARIABLES = {
     "RECSYS_OFF_POLICY_CHECK": ("off_policy_check", str),
     "RECSYS_OFF_POLICY_MIN_REQUESTS": ("off_policy_min_requests", int),
     "RECSYS_CHALLENGER_STALE_HOURS": ("challenger_stale_hours", float),
+    "RECSYS_ALLOW_SMALL_EVAL": ("allow_small_eval", lambda value: value.strip().lower() in ("1", "true", "yes")),
+    "RECSYS_BOOTSTRAP_RESAMPLES": ("bootstrap_resamples", int),
+    "RECSYS_MAX_BUNDLE_MB": ("max_bundle_mb", float), "RECSYS_MAX_LOADED_MEMORY_MB": ("max_loaded_memory_mb", float),
 }
 DRIFT_VARIABLES = {
     "RECSYS_DRIFT_PSI": ("psi", float), "RECSYS_DRIFT_KS": ("ks", float),
@@ -135,8 +138,12 @@ def _fields_from(variables: dict[str, tuple[str, type]]) -> dict:
 
 def gate_settings() -> dict:
     """Fields of the ``promotion_gate`` resource set in the environment (the rest keep the
-    resource's defaults): RECSYS_MIN_NDCG_GAIN (0.002), RECSYS_RECALL_TOLERANCE (0.005),
-    RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (500), RECSYS_MIN_QUALITY_SCORE (90),
+    resource's defaults): RECSYS_MIN_NDCG_GAIN (0: the lower end of the 95% paired bootstrap
+    interval of the ndcg@10 difference must exceed it), RECSYS_RECALL_TOLERANCE (0.005: the recall@10
+    difference's interval must not lie wholly below minus it), RECSYS_BOOTSTRAP_RESAMPLES (2000),
+    RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (200, absolute), RECSYS_ALLOW_SMALL_EVAL (0;
+    1 lets fewer users through, recorded in the registry history), RECSYS_MAX_BUNDLE_MB (4096),
+    RECSYS_MAX_LOADED_MEMORY_MB (8192), RECSYS_MIN_QUALITY_SCORE (90),
     RECSYS_LATENCY_BUDGET_MS (10), RECSYS_LATENCY_REQUESTS (1000), RECSYS_OFF_POLICY_CHECK (off |
     warn | block, default warn: the off-policy estimate of the challenger's clicks from the exposure
     log), RECSYS_OFF_POLICY_MIN_REQUESTS (1000: fewer logged lists skip it),

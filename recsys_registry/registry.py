@@ -169,6 +169,12 @@ class ModelRegistry:
         if self.mlflow is not None and self.file.challenger is None:
             self.mlflow.delete_alias(CHALLENGER)
 
+    def record_override(self, version: str, check: str, reason: str) -> None:
+        """A gate check passed only by an explicit override: kept in the history with its reason."""
+        self.file.data["history"].append({"time": _now(), "alias": None, "action": "override", "version": version,
+                                          "check": check, "reason": reason})
+        self.file.save()
+
     def rollback(self, reason: str = "rollback") -> str:
         target = self.file.previous_champion()
         if target is None:

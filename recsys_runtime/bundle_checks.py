@@ -6,8 +6,11 @@ before it swaps a model in; each returns a ``GateResult``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -67,3 +70,27 @@ def latency(recommender: Recommender, requests: int, budget_ms: float, seed: int
     ok = p95 < budget_ms
     return GateResult(ok, f"p95 {p95:.2f} ms {'<' if ok else '>='} budget {budget_ms} ms over {requests} requests",
                       {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)})
+
+
+_LOAD_AND_MEASURE = (
+    "import resource, sys\n"
+    "from recsys_runtime.bundle import load_bundle\n"
+    "model = load_bundle(sys.argv[1])\n"
+    "model.recommend(str(model.components.histories.users[0]))\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
+
+
+def bundle_size_mb(path: str | Path) -> float:
+    """The bundle directory's size on disk."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
+
+
+def loaded_memory_mb(path: str | Path, timeout: float = 600.0) -> float:
+    """Peak resident memory of a fresh Python process that loads the bundle and answers one
+    request: what a service replica holds for it (the process's own imports included)."""
+    done = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(path)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"loading {path} in a fresh process failed: {done.stderr.strip()[-500:]}")
+    return int(done.stdout.strip().splitlines()[-1]) / 1024

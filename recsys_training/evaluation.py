@@ -13,9 +13,11 @@ from recsys_runtime.recommender import Recommender
 from recsys_training import baselines
 from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
-from recsys_training.metrics import K, evaluate_lists
+from recsys_training.metrics import K, evaluate_lists, per_user_metrics
 from recsys_training.schema import canonical_order
 from recsys_training.split import Split
+
+PER_USER = "per_user"
 
 
 def last_train_items(train: pd.DataFrame) -> dict:
@@ -67,7 +69,9 @@ def _as_lists(users: np.ndarray, recs: list) -> dict:
 
 def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True, k: int = K) -> dict:
     """The summary of shared/EVALUATION.md: model, each route alone and baselines, for user and
-    detail-page recommendations, all through ``recommender`` (what the service serves)."""
+    detail-page recommendations, all through ``recommender`` (what the service serves).
+    ``summary[PER_USER]`` holds each evaluated user's user-list ndcg and recall (model and
+    baselines, users sorted) for paired comparisons; ``without_per_user`` drops it."""
     started = time.perf_counter()
     truth = split.test.groupby(split.test["user_id"].astype(str))["item_id"].apply(lambda s: set(s.astype(str))).to_dict()
     users = np.array(sorted(truth))
@@ -77,6 +81,10 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
 
     def score(lists: dict) -> dict:
         return evaluate_lists(lists, truth, n_train_items, k)
+
+    def paired(lists: dict) -> dict[str, np.ndarray]:
+        values = per_user_metrics(lists, truth, k)
+        return {name: values[name] for name in (f"ndcg@{k}", f"recall@{k}")}
 
     variants = (None, *route_names(recommender.routes))
     user_variants = recommender.recommend_variants(list(users), k=k, variants=variants)
@@ -96,6 +104,7 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
         "similar": {"model": score(_as_lists(users, recommender.recommend_many([None] * len(users), anchor_list, k=k)))},
         "fallbacks": {"user": sum(r.fallback is not None for r in user_recs),
                       "detail": sum(r.fallback is not None for r in detail_recs)},
+        PER_USER: {"users": users.tolist(), "model": paired(_as_lists(users, user_recs)), "baselines": {}},
     }
     for route in route_names(recommender.routes):
         summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
@@ -103,11 +112,17 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
     if with_baselines:
         user_lists, detail_lists, skipped = baseline_lists(split.train, users, anchors, k)
         summary["user"]["baselines"] = {name: score(lists) for name, lists in user_lists.items()}
+        summary[PER_USER]["baselines"] = {name: paired(lists) for name, lists in user_lists.items()}
         summary["detail"]["baselines"] = {name: score(lists) for name, lists in detail_lists.items()}
         for name, reason in skipped.items():
             summary["user"]["baselines"][name] = summary["detail"]["baselines"][name] = {"skipped": reason}
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
+
+
+def without_per_user(summary: dict) -> dict:
+    """The summary as summary.json stores it: the aggregates, without the per-user arrays."""
+    return {key: value for key, value in summary.items() if key != PER_USER}
 
 
 def markdown_table(summary: dict, context: str) -> str:

@@ -23,6 +23,17 @@ def user_metrics(recommended: Sequence, relevant: set, k: int = K) -> tuple[floa
     return float(hits / ideal), dcg / idcg, float(hits > 0)
 
 
+def per_user_metrics(
+    lists: Mapping[object, Sequence],
+    truth: Mapping[object, Iterable],
+    k: int = K,
+) -> dict[str, np.ndarray]:
+    """recall@k, ndcg@k and hr@k of each user in ``truth`` (in its order); a user with no list scores zero."""
+    values = np.array([user_metrics(list(lists.get(user, []))[:k], set(relevant), k) for user, relevant in truth.items()],
+                      dtype=np.float64).reshape(-1, 3)
+    return {f"recall@{k}": values[:, 0], f"ndcg@{k}": values[:, 1], f"hr@{k}": values[:, 2]}
+
+
 def evaluate_lists(
     lists: Mapping[object, Sequence],
     truth: Mapping[object, Iterable],
@@ -30,22 +41,16 @@ def evaluate_lists(
     k: int = K,
 ) -> dict[str, float]:
     """Average the metrics over the users in ``truth``; a user with no list scores zero."""
-    recall, ndcg, hit = [], [], []
-    recommended_items: set = set()
-    for user, relevant in truth.items():
-        ranked = list(lists.get(user, []))[:k]
-        recommended_items.update(ranked)
-        r, n, h = user_metrics(ranked, set(relevant), k)
-        recall.append(r)
-        ndcg.append(n)
-        hit.append(h)
-    users = len(recall)
-    if users == 0:
+    if not truth:
         raise ValueError("no user to evaluate")
+    values = per_user_metrics(lists, truth, k)
+    recommended_items: set = set()
+    for user in truth:
+        recommended_items.update(list(lists.get(user, []))[:k])
     return {
-        f"ndcg@{k}": float(np.mean(ndcg)),
-        f"recall@{k}": float(np.mean(recall)),
-        f"hr@{k}": float(np.mean(hit)),
+        f"ndcg@{k}": float(np.mean(values[f"ndcg@{k}"])),
+        f"recall@{k}": float(np.mean(values[f"recall@{k}"])),
+        f"hr@{k}": float(np.mean(values[f"hr@{k}"])),
         f"coverage@{k}": len(recommended_items) / max(1, n_train_items),
-        "users": users,
+        "users": len(truth),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 MAX_PARAM_LENGTH = 500
@@ -54,6 +55,16 @@ def log_record_in_new_run(record: dict, experiment_id: str) -> tuple[str, str]:
     with mlflow.start_run(experiment_id=experiment_id, run_name=record["tags"].get("dagster_job", "backlog"),
                           tags={"dagster_run_id": record["tags"].get("dagster_run_id", ""), "uploaded_from": "backlog"}):
         return log_active_run(record)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    """Numbers added to an existing run (names through ``metric_name``)."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    entities = [Metric(metric_name(k), float(v), stamp, 0) for k, v in metrics.items()]
+    mlflow.MlflowClient().log_batch(run_id, metrics=entities)
 
 
 def write_backlog(directory: Path, version: str, record: dict, error: str) -> Path:

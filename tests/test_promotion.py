@@ -11,8 +11,8 @@ from recsys_registry.registry import RegistryFile
 from recsys_training import synthetic
 from tests.pipeline_helpers import checks, materialised, materialize, metadata
 
-GATE = {"beats_champion", "enough_evaluated_users", "trained_on_quality_data", "bundle_loads_and_answers",
-        "latency_within_budget"}
+GATE = {"beats_champion", "beats_baselines", "enough_evaluated_users", "trained_on_quality_data",
+        "bundle_loads_and_answers", "latency_within_budget", "cost_within_budget"}
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +70,14 @@ def test_first_model_is_tracked_registered_and_promoted(history):
     artifacts = {a.path for a in _client(tmp).list_artifacts(run.info.run_id, "bundle")}
     assert "bundle/manifest.json" in artifacts and "bundle/ranker.txt" in artifacts
     assert metadata(first, "champion")["previous"] == "none"
+    evaluations = {e.check_name: e.metadata for e in first.get_asset_check_evaluations()}
+    baselines = evaluations["beats_baselines"]
+    assert baselines["most_pop_ndcg@10_diff_low"].value > 0 and baselines["ease_ndcg@10_diff_low"].value > 0
+    assert run.data.metrics["gate.beats_baselines.most_pop_ndcg_at_10_diff_low"] == pytest.approx(
+        baselines["most_pop_ndcg@10_diff_low"].value)
+    cost = evaluations["cost_within_budget"]
+    assert 0 < cost["bundle_mb"].value < cost["max_bundle_mb"].value
+    assert 100 < cost["loaded_memory_mb"].value < cost["max_loaded_memory_mb"].value
 
 
 def test_a_challenger_that_is_not_better_is_rejected(history):
@@ -90,7 +98,8 @@ def test_a_better_challenger_is_promoted_and_rollback_restores_both_sides(histor
     assert third.success, checks(third)
     v1, v3 = metadata(first, "challenger")["version"], metadata(third, "challenger")["version"]
     gain = [e for e in third.get_asset_check_evaluations() if e.check_name == "beats_champion"][0]
-    assert gain.metadata["ndcg_gain"].value > 0.002
+    low, mean = gain.metadata["champion_ndcg@10_diff_low"].value, gain.metadata["champion_ndcg@10_diff"].value
+    assert 0 < low < mean
     registry = _registry(tmp)
     assert registry.champion == v3
     client = _client(tmp)
@@ -109,6 +118,20 @@ def test_a_better_challenger_is_promoted_and_rollback_restores_both_sides(histor
         "mlflow_model_version"]
     last = registry.data["history"][-1]
     assert (last["action"], last["version"], last["previous"]) == ("rollback", v1, v3)
+
+
+def test_too_few_evaluated_users_stop_promotion_unless_overridden_and_the_override_is_recorded(tmp_path, monkeypatch):
+    source = _export(tmp_path / "export", 0.5)
+    monkeypatch.setenv("RECSYS_MIN_EVAL_USERS", "100000")
+    refused = materialize(tmp_path, **source)
+    assert checks(refused)["enough_evaluated_users"] is False and "champion" not in materialised(refused)
+    monkeypatch.setenv("RECSYS_ALLOW_SMALL_EVAL", "1")
+    allowed = materialize(tmp_path, **source)
+    assert checks(allowed)["enough_evaluated_users"] is True and "champion" in materialised(allowed)
+    version = metadata(allowed, "challenger")["version"]
+    overrides = [e for e in _registry(tmp_path).data["history"] if e["action"] == "override"]
+    assert [(e["version"], e["check"]) for e in overrides] == [(version, "enough_evaluated_users")]
+    assert "RECSYS_ALLOW_SMALL_EVAL" in overrides[0]["reason"]
 
 
 def test_broken_data_fails_the_quality_gate_and_stops_promotion(tmp_path):

@@ -4,6 +4,7 @@ All are blocking checks on ``challenger``; ``GATE_CHECKS`` names them for the se
 that need the challenger's bundle share one step, so it is loaded and verified once per run.
 """
 
+import subprocess
 from collections.abc import Iterator
 
 import dagster as dg
@@ -18,12 +19,14 @@ from recsys_training import promotion
 from recsys_training.evaluation import evaluate
 from recsys_training.model_metrics import ModelMetrics, RegisteredModel
 from recsys_training.online_eval import challenger_clicks
+from recsys_training.promotion import PairedMetrics
 from recsys_training.ranker import TrainingSet, ranking_auc
 from recsys_training.split import SERVING, Split
 
 CHALLENGER = dg.AssetKey("challenger")
-BUNDLE_CHECKS = ("bundle_loads_and_answers", "latency_within_budget", "off_policy_clicks")
-GATE_CHECKS = ("beats_champion", "enough_evaluated_users", "trained_on_quality_data", *BUNDLE_CHECKS)
+BUNDLE_CHECKS = ("bundle_loads_and_answers", "latency_within_budget", "cost_within_budget", "off_policy_clicks")
+GATE_CHECKS = ("beats_champion", "beats_baselines", "enough_evaluated_users", "trained_on_quality_data",
+               *BUNDLE_CHECKS)
 
 
 def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check: str, result: GateResult,
@@ -35,6 +38,11 @@ def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check:
                 challenger.mlflow_version, f"gate.{check}", ("passed: " if result.passed else "failed: ") + result.reason)
         except Exception:  # noqa: BLE001 - tags are a convenience; the check result is the record
             pass
+    if challenger.mlflow_run_id and result.numbers:
+        try:
+            mlflow_tracking.log_gate_numbers(challenger.mlflow_run_id, check, result.numbers)
+        except Exception:  # noqa: BLE001 - as above
+            pass
     return dg.AssetCheckResult(check_name=check, asset_key=CHALLENGER, passed=bool(result.passed),
                                severity=severity, description=result.reason,
                                metadata={"reason": result.reason,
@@ -42,33 +50,53 @@ def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check:
 
 
 @dg.asset_check(asset=CHALLENGER, blocking=True,
-                additional_ins={"interactions_split": dg.AssetIn(), "recall_candidates": dg.AssetIn()},
-                description="Beats the champion on the same split and the same ranker labels: ndcg gain, recall "
-                            "tolerance, AUC within 5%.")
+                additional_ins={"interactions_split": dg.AssetIn(), "recall_candidates": dg.AssetIn(),
+                                "evaluation_summary": dg.AssetIn()},
+                description="Beats the champion on the same split, users and ranker labels: the 95% paired "
+                            "bootstrap interval of the ndcg@10 difference lies above RECSYS_MIN_NDCG_GAIN (0), the "
+                            "recall@10 difference's not wholly below -RECSYS_RECALL_TOLERANCE, AUC within 5%.")
 def beats_champion(challenger: RegisteredModel, interactions_split: dict[str, Split], recall_candidates: TrainingSet,
-                   mlflow_tracking: MlflowResource, promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+                   evaluation_summary: dict, mlflow_tracking: MlflowResource,
+                   promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
     registry = mlflow_tracking.registry(with_mlflow=False)
     champion_version = registry.file.champion
-    champion = None
+    champion, champion_users = None, None
     if champion_version and champion_version != challenger.version:
         entry = registry.file.version(champion_version)
         try:
             model = load_bundle(entry["path"], ranker_cache=settings.ranker_cache())
             summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
             champion = ModelMetrics.from_summary(summary, auc=ranking_auc(model.ranker, recall_candidates))
+            champion_users = PairedMetrics.from_summary(summary)
         except (BundleError, OSError) as error:
             result = GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
             return _record(mlflow_tracking, challenger, "beats_champion", result)
-    result = promotion.compare_with_champion(challenger.metrics, champion, promotion_gate.thresholds())
+    result = promotion.compare_with_champion(challenger.metrics, champion, promotion_gate.thresholds(),
+                                             PairedMetrics.from_summary(evaluation_summary), champion_users)
     return _record(mlflow_tracking, challenger, "beats_champion", result)
 
 
-@dg.asset_check(asset=CHALLENGER, blocking=True, additional_ins={"interactions_split": dg.AssetIn()},
-                description="At least RECSYS_MIN_EVAL_USERS (500) users evaluated, or all when fewer.")
-def enough_evaluated_users(challenger: RegisteredModel, interactions_split: dict[str, Split],
-                           mlflow_tracking: MlflowResource, promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
-    available = int(interactions_split[SERVING].test["user_id"].nunique())
-    result = promotion.enough_users(challenger.metrics.evaluated_users, available, promotion_gate.thresholds())
+@dg.asset_check(asset=CHALLENGER, blocking=True, additional_ins={"evaluation_summary": dg.AssetIn()},
+                description="Beats most-popular, and EASE wherever EASE was computed, on the same users by the "
+                            "same paired bootstrap rule as beats_champion; applies to the first model too.")
+def beats_baselines(challenger: RegisteredModel, evaluation_summary: dict, mlflow_tracking: MlflowResource,
+                    promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    baselines = {name: PairedMetrics.from_summary(evaluation_summary, name) for name in promotion.GATED_BASELINES}
+    result = promotion.beats_baselines(PairedMetrics.from_summary(evaluation_summary), baselines,
+                                       promotion_gate.thresholds())
+    return _record(mlflow_tracking, challenger, "beats_baselines", result)
+
+
+@dg.asset_check(asset=CHALLENGER, blocking=True,
+                description="At least RECSYS_MIN_EVAL_USERS (200) users evaluated, whatever the data set's size; "
+                            "RECSYS_ALLOW_SMALL_EVAL=1 overrides, and the override is recorded in the registry.")
+def enough_evaluated_users(challenger: RegisteredModel, mlflow_tracking: MlflowResource,
+                           promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
+    thresholds = promotion_gate.thresholds()
+    result = promotion.enough_users(challenger.metrics.evaluated_users, thresholds)
+    if result.passed and challenger.metrics.evaluated_users < thresholds.min_eval_users:
+        registry = mlflow_tracking.registry(with_mlflow=False)
+        registry.record_override(challenger.version, "enough_evaluated_users", result.reason)
     return _record(mlflow_tracking, challenger, "enough_evaluated_users", result)
 
 
@@ -86,6 +114,9 @@ def trained_on_quality_data(challenger: RegisteredModel, mlflow_tracking: Mlflow
                           description="The bundle loads, matches its checksums and answers smoke queries."),
         dg.AssetCheckSpec("latency_within_budget", asset=CHALLENGER, blocking=True,
                           description="p95 of in-process requests under RECSYS_LATENCY_BUDGET_MS (10 ms)."),
+        dg.AssetCheckSpec("cost_within_budget", asset=CHALLENGER, blocking=True,
+                          description="Bundle size on disk under RECSYS_MAX_BUNDLE_MB and the peak memory of a "
+                                      "process that loads it under RECSYS_MAX_LOADED_MEMORY_MB."),
         dg.AssetCheckSpec("off_policy_clicks", asset=CHALLENGER, blocking=True, additional_deps=["exposure_log"],
                           description="Off-policy (SNIPS, position-based) clicks of the challenger on the logged "
                                       "requests are not significantly below what was served (RECSYS_OFF_POLICY_CHECK: "
@@ -107,6 +138,12 @@ def challenger_bundle_checks(challenger: RegisteredModel, mlflow_tracking: Mlflo
     thresholds = promotion_gate.thresholds()
     latency = bundle_checks.latency(model, thresholds.latency_requests, thresholds.latency_budget_ms)
     yield _record(mlflow_tracking, challenger, "latency_within_budget", latency)
+    try:
+        cost = promotion.cost_ok(bundle_checks.bundle_size_mb(challenger.path),
+                                 bundle_checks.loaded_memory_mb(challenger.path), thresholds)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        cost = GateResult(False, f"cost not measured: {error}")
+    yield _record(mlflow_tracking, challenger, "cost_within_budget", cost)
     mode = promotion_gate.off_policy_check
     if mode == "off":
         clicks = GateResult(True, "disabled (RECSYS_OFF_POLICY_CHECK=off)")

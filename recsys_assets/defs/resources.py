@@ -84,9 +84,13 @@ class PromotionGateResource(dg.ConfigurableResource):
     recall_tolerance: float = _GATE.recall_tolerance
     auc_relative_tolerance: float = _GATE.auc_relative_tolerance
     min_eval_users: int = _GATE.min_eval_users
+    allow_small_eval: bool = _GATE.allow_small_eval
+    bootstrap_resamples: int = _GATE.bootstrap_resamples
     min_quality_score: float = _GATE.min_quality_score
     latency_budget_ms: float = _GATE.latency_budget_ms
     latency_requests: int = _GATE.latency_requests
+    max_bundle_mb: float = _GATE.max_bundle_mb
+    max_loaded_memory_mb: float = _GATE.max_loaded_memory_mb
     off_policy_check: str = "warn"  # off | warn | block
     off_policy_min_requests: int = 1_000
     challenger_stale_hours: float = 24.0

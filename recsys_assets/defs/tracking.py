@@ -45,6 +45,12 @@ class MlflowResource(dg.ConfigurableResource):
             mlflow_side = None
         return ModelRegistry(self.registry_path, mlflow_side)
 
+    def log_gate_numbers(self, run_id: str, check: str, numbers: dict) -> None:
+        """A gate check's numbers (intervals, thresholds) as metrics of the challenger's MLflow run."""
+        tracking.configure_client(self.tracking_uri)
+        tracking.log_metrics(run_id, {f"gate.{check}.{k}": v for k, v in numbers.items()
+                                      if isinstance(v, int | float) and not isinstance(v, bool)})
+
     def log_training(self, context: dg.AssetExecutionContext, record: dict) -> dict:
         """Log ``record`` into this Dagster run's MLflow run (dagster-mlflow's ``MlFlow``) and
         create a registered model version. On any MLflow failure the record goes to the backlog."""
