@@ -7,10 +7,11 @@ import time
 from contextlib import asynccontextmanager
 
 import anyio
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.response.base import ASGIResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -28,6 +29,23 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+def _within_limits(service: Service, categories: list[str] | None = None, **ids: str | None) -> None:
+    """A 422 naming the field when an id or the category list is longer than the settings allow."""
+    limit = service.settings.max_id_length
+    for name, value in ids.items():
+        if value is not None and len(value) > limit:
+            raise HTTPException(status_code=422, detail=f"{name} is {len(value)} characters long, at most {limit}",
+                                extra={"field": name})
+    if categories:
+        if len(categories) > service.settings.max_categories:
+            raise HTTPException(status_code=422, detail=f"{len(categories)} category values, at most "
+                                f"{service.settings.max_categories}", extra={"field": "category"})
+        for value in categories:
+            if len(value) > limit:
+                raise HTTPException(status_code=422, detail=f"a category is {len(value)} characters long, at most "
+                                    f"{limit}", extra={"field": "category"})
+
+
 async def _answer(service: Service, inline: bool, *args) -> ASGIResponse:
     """``service.serve(*args)`` on the event loop when ``inline``, else in a worker thread."""
     if inline:
@@ -40,6 +58,7 @@ async def similar(request: Request, item_id: str, top_n: TopN = 10, category: li
                   explain: bool = False) -> ASGIResponse:
     """Items similar to ``item_id`` (no personalisation)."""
     service = _service(request)
+    _within_limits(service, category, item_id=item_id)
     # a stored list from memory is cheaper than a thread hop
     return await _answer(service, service.is_lookup(item_id, category, explain),
                          "similar", item_id, None, top_n, category, explain, False)
@@ -51,6 +70,7 @@ async def recommend_detail(request: Request, item_id: str, user_id: str | None =
                            exclude_seen: bool = True) -> ASGIResponse:
     """The list for the page of ``item_id``, personalised when ``user_id`` is known."""
     service = _service(request)
+    _within_limits(service, category, item_id=item_id, user_id=user_id)
     return await _answer(service, service.is_local(), "recommend_detail", item_id, user_id, top_n, category, explain,
                          exclude_seen)
 
@@ -59,7 +79,9 @@ async def recommend_detail(request: Request, item_id: str, user_id: str | None =
 def recommend_user(request: Request, user_id: str, top_n: TopN = 10, category: list[str] | None = None,
                    explain: bool = False, exclude_seen: bool = True) -> ASGIResponse:
     """Personalised recommendations for ``user_id``."""
-    return _json(_service(request).serve("recommend_user", None, user_id, top_n, category, explain, exclude_seen))
+    service = _service(request)
+    _within_limits(service, category, user_id=user_id)
+    return _json(service.serve("recommend_user", None, user_id, top_n, category, explain, exclude_seen))
 
 
 @get("/health", sync_to_thread=False)
@@ -87,6 +109,7 @@ def events(request: Request, data: Event) -> dict:
     if data.type not in ("click", "conversion", "view"):
         raise HTTPException(status_code=422, detail=f"unknown event type {data.type!r}", extra={"field": "type"})
     service = _service(request)
+    _within_limits(service, request_id=data.request_id, item_id=data.item_id, user_id=data.user_id)
     service.metrics.events.labels(type=data.type).inc()
     service.exposures.write({"type": "event", "event": data.type, "request_id": data.request_id,
                              "item_id": data.item_id, "user_id": data.user_id, "time": time.time()})
@@ -150,9 +173,12 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         finally:
             service.stop()
 
+    settings = service.settings
+    admin = Router(path="/", route_handlers=[reload_model, rollback_model], middleware=[
+        RateLimitConfig(rate_limit=("minute", settings.admin_rate_limit)).middleware])
+    event_intake = Router(path="/", route_handlers=[events], request_max_body_size=settings.max_event_bytes)
     app = Litestar(
-        route_handlers=[similar, recommend_detail, recommend_user, health, ready, metrics, events, reload_model,
-                        rollback_model],
+        route_handlers=[similar, recommend_detail, recommend_user, health, ready, metrics, event_intake, admin],
         lifespan=[lifespan],
     )
     app.state.service = service

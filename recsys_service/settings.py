@@ -35,7 +35,10 @@ class ServiceSettings:
     everything loaded at start-up out of Python's garbage collection passes. RECSYS_COMPILE_RANKER
     (1): rank with the LightGBM forest compiled to machine code (0: LightGBM's own predict).
     RECSYS_RANKER_CACHE ($XDG_CACHE_HOME/recsys/rankers, else ~/.cache/recsys/rankers): where
-    compiled forests are kept."""
+    compiled forests are kept. Input limits (a larger input gets a 4xx naming the field):
+    RECSYS_MAX_ID_LENGTH (256 characters: item, user and request ids), RECSYS_MAX_CATEGORIES (20
+    ``category`` values), RECSYS_MAX_EVENT_BYTES (4096: body of one /events request, else 413),
+    RECSYS_ADMIN_RATE_LIMIT (30 requests per minute per client on the admin endpoints, else 429)."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
     bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
@@ -55,6 +58,10 @@ class ServiceSettings:
     gc_freeze: bool = field(default_factory=lambda: _env("RECSYS_GC_FREEZE", "1") == "1")
     compile_ranker: bool = field(default_factory=lambda: _env("RECSYS_COMPILE_RANKER", "1") == "1")
     ranker_cache: Path = field(default_factory=_ranker_cache)
+    max_id_length: int = field(default_factory=lambda: int(_env("RECSYS_MAX_ID_LENGTH", "256")))
+    max_categories: int = field(default_factory=lambda: int(_env("RECSYS_MAX_CATEGORIES", "20")))
+    max_event_bytes: int = field(default_factory=lambda: int(_env("RECSYS_MAX_EVENT_BYTES", "4096")))
+    admin_rate_limit: int = field(default_factory=lambda: int(_env("RECSYS_ADMIN_RATE_LIMIT", "30")))
 
     @property
     def registry_path(self) -> Path:

@@ -390,3 +390,28 @@ def test_local_activity_is_bounded_to_the_most_recent_users():
     store.remember("u150", "i3")  # touching a user keeps it; the least recent goes
     store.remember("new", "i4")
     assert store.recent_items("u150") == ["i1", "i3"] and store.recent_items("u151") == []
+
+
+def test_oversized_input_is_refused_with_a_4xx_and_never_logged(models, tmp_path):
+    settings = _settings(models, tmp_path, admin_rate_limit=3)
+    with TestClient(create_app(settings)) as client:
+        long_id = "r" * 100_000
+        response = client.post("/events", json={"request_id": long_id, "item_id": "i1"})
+        assert response.status_code == 413  # the body is over RECSYS_MAX_EVENT_BYTES before any parsing
+        response = client.post("/events", json={"request_id": "r" * 257, "item_id": "i1"})
+        assert response.status_code == 422 and "request_id" in response.text
+        assert client.post("/events", json={"request_id": "r" * 256, "item_id": "i1"}).status_code == 202
+        response = client.get(f"/recommend/detail/i5?user_id={'u' * 300}")
+        assert response.status_code == 422 and "user_id" in response.text
+        response = client.get(f"/recommend/user/{'u' * 300}")
+        assert response.status_code == 422 and "user_id" in response.text
+        response = client.get(f"/similar/{'i' * 300}")
+        assert response.status_code == 422 and "item_id" in response.text
+        many = "&".join(f"category=c{i}" for i in range(settings.max_categories + 1))
+        response = client.get(f"/recommend/user/u3?{many}")
+        assert response.status_code == 422 and "category" in response.text
+        statuses = [client.post("/models/rollback").status_code for _ in range(5)]
+        assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
+        assert client.get("/recommend/user/u3").status_code == 200  # the limit is on admin endpoints only
+    logged = (tmp_path / "exposures.jsonl").read_text()
+    assert "r" * 257 not in logged and "u" * 300 not in logged and '"request_id": "' + "r" * 256 in logged.replace('":"', '": "')
