@@ -13,6 +13,8 @@ import importlib
 import json
 import pickle
 import shutil
+import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +22,8 @@ import pandas as pd
 
 LAYOUT = "layout.json"
 PICKLE = "value.pickle"
+WRITING = ".writing-"  # a value being written (incomplete until renamed into place)
+PREVIOUS = ".previous-"  # the value being replaced, complete, between the two renames of a write
 
 
 def _frame_layout(value) -> dict | None:
@@ -73,26 +77,36 @@ class TableIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         directory = self._directory(context)
-        staging = directory.with_name(directory.name + ".writing")
-        shutil.rmtree(staging, ignore_errors=True)
+        _recover(directory)
+        staging = directory.with_name(f"{directory.name}{WRITING}{uuid.uuid4().hex[:8]}")
         staging.mkdir(parents=True)
-        layout = _frame_layout(obj)
-        if layout is None:
-            with open(staging / PICKLE, "wb") as handle:
-                pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            context.add_output_metadata({"storage": "pickle"})
-        else:
-            frames = _frames(obj, layout, "")
-            for name, frame in frames.items():
-                frame.to_parquet(staging / f"{name}.parquet")
-            (staging / LAYOUT).write_text(json.dumps(layout))
-            context.add_output_metadata({"storage": "parquet", "parquet_files": len(frames)})
-        # the previous value stays readable until the new one is complete
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            layout = _frame_layout(obj)
+            if layout is None:
+                with open(staging / PICKLE, "wb") as handle:
+                    pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                context.add_output_metadata({"storage": "pickle"})
+            else:
+                frames = _frames(obj, layout, "")
+                for name, frame in frames.items():
+                    frame.to_parquet(staging / f"{name}.parquet")
+                (staging / LAYOUT).write_text(json.dumps(layout))
+                context.add_output_metadata({"storage": "parquet", "parquet_files": len(frames)})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # Two renames swap the value; a process killed between them leaves the previous value
+        # complete under PREVIOUS, and the next read or write puts it back (``_recover``).
+        previous = directory.with_name(f"{directory.name}{PREVIOUS}{uuid.uuid4().hex[:8]}")
+        if directory.exists():
+            directory.rename(previous)
         staging.rename(directory)
+        shutil.rmtree(previous, ignore_errors=True)
+        _remove_leftovers(directory)
 
     def load_input(self, context: dg.InputContext):
         directory = self._directory(context)
+        _recover(directory)
         if (directory / LAYOUT).exists():
             return _assemble(directory, json.loads((directory / LAYOUT).read_text()))
         if (directory / PICKLE).exists():
@@ -100,3 +114,26 @@ class TableIOManager(dg.ConfigurableIOManager):
                 return pickle.load(handle)
         raise FileNotFoundError(f"{directory}: no stored value of asset {context.asset_key.to_user_string()}; "
                                 "materialise it first")
+
+
+def _recover(directory: Path) -> None:
+    """After a write killed between its two renames the value is missing and the previous one is
+    complete under a PREVIOUS name: put it back."""
+    if directory.exists():
+        return
+    kept = sorted(directory.parent.glob(f"{directory.name}{PREVIOUS}*"), key=lambda p: p.stat().st_mtime)
+    if kept:
+        kept[-1].rename(directory)
+
+
+STALE_WRITE_SECONDS = 3_600
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Previous values of killed writes, and staging directories no write has touched for an hour
+    (younger ones may belong to a write still running in another process)."""
+    for leftover in directory.parent.glob(f"{directory.name}{PREVIOUS}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in directory.parent.glob(f"{directory.name}{WRITING}*"):
+        if time.time() - leftover.stat().st_mtime > STALE_WRITE_SECONDS:
+            shutil.rmtree(leftover, ignore_errors=True)

@@ -61,3 +61,60 @@ def test_a_failed_write_leaves_the_previous_value(tmp_path):
 def test_loading_what_was_never_stored_names_the_asset(tmp_path):
     with pytest.raises(FileNotFoundError, match="no stored value of asset never_built"):
         TableIOManager(base_dir=str(tmp_path)).load_input(dg.build_input_context(asset_key=dg.AssetKey("never_built")))
+
+
+_WRITER = """
+import os, pickle, signal, sys
+from pathlib import Path
+import dagster as dg
+import pandas as pd
+from recsys_assets.table_io import TableIOManager
+
+base, key, value, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if kill_at == "while_writing":  # half the parquet file on disk, then killed
+    real = pd.DataFrame.to_parquet
+    def half(frame, path, *a, **k):
+        real(frame, path, *a, **k)
+        Path(path).write_bytes(Path(path).read_bytes()[: Path(path).stat().st_size // 2])
+        die()
+    pd.DataFrame.to_parquet = half
+elif kill_at == "between_renames":  # the old value moved aside, the new one not yet in place
+    real_rename = Path.rename
+    def once(self, target):
+        result = real_rename(self, target)
+        die()
+        return result
+    Path.rename = once
+frame = pd.DataFrame({"value": [value] * 200_000, "row": range(200_000)})
+TableIOManager(base_dir=base).handle_output(dg.build_output_context(asset_key=dg.AssetKey(key)), frame)
+"""
+
+
+def _write_in_a_process(tmp_path, value: int, kill_at: str = "none") -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), "features", str(value), kill_at],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return done.returncode
+
+
+def _stored(tmp_path) -> pd.DataFrame:
+    return TableIOManager(base_dir=str(tmp_path)).load_input(dg.build_input_context(asset_key=dg.AssetKey("features")))
+
+
+@pytest.mark.parametrize("kill_at", ["while_writing", "between_renames"])
+def test_a_write_killed_with_sigkill_leaves_the_previous_value_whole_and_the_next_write_works(tmp_path, kill_at):
+    import signal
+
+    assert _write_in_a_process(tmp_path, 1) == 0
+    assert _write_in_a_process(tmp_path, 2, kill_at) == -signal.SIGKILL
+    if kill_at == "between_renames":
+        assert not (tmp_path / "features").exists()  # the kill really fell between the renames
+    back = _stored(tmp_path)
+    assert len(back) == 200_000 and set(back["value"]) == {1}
+    assert _write_in_a_process(tmp_path, 3) == 0
+    assert set(_stored(tmp_path)["value"]) == {3}
+    assert sorted(p.name for p in tmp_path.iterdir() if ".previous-" in p.name) == []
