@@ -17,6 +17,7 @@ class ExposureLog:
     def __init__(self, path: Path, max_bytes: int, capacity: int = 100_000, interval: float = 0.05) -> None:
         self.path, self.max_bytes, self.capacity, self.interval = Path(path), max_bytes, capacity, interval
         self.dropped = 0
+        self._tail_checked = False  # whether the file's last line was checked since it was opened
         self._pending: deque = deque()
         self._encoder = msgspec.json.Encoder(enc_hook=str)
         self._write_lock = threading.Lock()
@@ -37,6 +38,7 @@ class ExposureLog:
             while self.path.with_suffix(f".jsonl.{index}").exists():
                 index += 1
             self.path.rename(self.path.with_suffix(f".jsonl.{index}"))
+            self._tail_checked = False
 
     def _drain(self) -> None:
         with self._write_lock:
@@ -48,7 +50,15 @@ class ExposureLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._rotate()
             with self.path.open("ab") as handle:
+                if not self._tail_checked and handle.tell() and not self._ends_with_newline():
+                    handle.write(b"\n")  # a line torn by a killed writer stays one bad line, alone
+                self._tail_checked = True
                 handle.write(b"".join(self._encode(r) + b"\n" for r in batch))
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, 2)
+            return handle.read(1) == b"\n"
 
     def _encode(self, record) -> bytes:
         return self._encoder.encode(record) if isinstance(record, dict) else record.encode(self._encoder)

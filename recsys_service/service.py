@@ -51,7 +51,8 @@ class Service:
                                    mlflow_uri=settings.mlflow_tracking_uri,
                                    user_state_cache_bytes=int(settings.user_state_cache_mb * 2**20),
                                    warm_users=settings.warm_users, ranker_cache=settings.ranker_cache_dir)
-        self.exposures = ExposureLog(settings.exposure_log, int(settings.exposure_log_max_mb * 1e6))
+        self.exposures = ExposureLog(settings.exposure_log, int(settings.exposure_log_max_mb * 1e6),
+                                     interval=settings.exposure_flush_seconds)
         self.shadow = ShadowScorer(self.metrics, self.exposures)
         self.activity = ActivityStore(self.features, self.redis,
                                       lambda: self.metrics.cache_errors.labels(operation="features").inc())

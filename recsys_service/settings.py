@@ -25,7 +25,8 @@ class ServiceSettings:
     (none: in-process). FEATURE_REDIS_URL: online user activity. RECSYS_ADMIN_TOKEN: bearer token
     of the admin endpoints (unset: admin disabled). RECSYS_CACHE_TTL (60 s), RECSYS_CACHE_SIZE
     (10000 lists). RECSYS_EXPOSURE_LOG (data/evaluation/exposure_log.jsonl),
-    RECSYS_EXPOSURE_LOG_MAX_MB (50). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
+    RECSYS_EXPOSURE_LOG_MAX_MB (50), RECSYS_EXPOSURE_FLUSH_SECONDS (0.05: how often the background
+    thread appends what was logged; shutdown flushes the rest). RECSYS_STATE_POLL_SECONDS (2): how often a replica checks
     the shared rollout state. MLFLOW_TRACKING_URI: when set and there is no registry file, the
     champion is fetched through the MLflow alias. RECSYS_DATA_DIR (data/): where the pipeline's
     drift reports are read from for /metrics. RECSYS_USER_STATE_CACHE_MB (256): per loaded model,
@@ -50,6 +51,7 @@ class ServiceSettings:
     exposure_log: Path = field(default_factory=lambda: Path(_env(
         "RECSYS_EXPOSURE_LOG", str(PROJECT_ROOT / "data" / "evaluation" / "exposure_log.jsonl"))))
     exposure_log_max_mb: float = field(default_factory=lambda: float(_env("RECSYS_EXPOSURE_LOG_MAX_MB", "50")))
+    exposure_flush_seconds: float = field(default_factory=lambda: float(_env("RECSYS_EXPOSURE_FLUSH_SECONDS", "0.05")))
     state_poll_seconds: float = field(default_factory=lambda: float(_env("RECSYS_STATE_POLL_SECONDS", "2")))
     mlflow_tracking_uri: str = field(default_factory=lambda: _env("MLFLOW_TRACKING_URI", ""))
     data_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_DATA_DIR", str(PROJECT_ROOT / "data"))))
