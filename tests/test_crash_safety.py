@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from recsys_registry.registry import ModelRegistry
 from recsys_service.exposure import ExposureLog
@@ -92,3 +93,87 @@ def test_sigterm_drains_in_flight_requests_and_flushes_every_exposure(tmp_path):
     read = read_log(log)
     assert len(served) >= 300 and read.bad_lines == 0
     assert sorted(read.lists["request_id"]) == sorted(served)  # every answered request, once; none lost
+
+
+_KILLED_STEP = """
+import os, signal, sys
+from pathlib import Path
+import pandas as pd
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+step, root = sys.argv[1], Path(sys.argv[2])
+if step == "bundle":  # killed while the new bundle's files are being written
+    from recsys_runtime import bundle
+    from tests.bundles import build_bundle
+    real = bundle.sha256
+    calls = []
+    def hashing(path):
+        calls.append(path)
+        if len(calls) == 3:
+            die()
+        return real(path)
+    bundle.sha256 = hashing
+    build_bundle(root / "bundles" / "v2", 2, "v2")
+elif step == "registry":  # killed after the new registry text is written, before it replaces the old
+    from recsys_registry.registry import ModelRegistry
+    Path.replace = die
+    registry = ModelRegistry(root / "model_registry.json")
+    registry.register("v2", {"path": str(root / "bundles" / "v1")})
+elif step == "raw":  # killed between the table and the watermark
+    from recsys_training.raw_store import RawStore
+    real = Path.replace
+    def table_only(self, target):
+        result = real(self, target)
+        if target.name == "interactions.parquet":
+            die()
+        return result
+    Path.replace = table_only
+    RawStore(root / "raw").save(pd.read_parquet(root / "all.parquet"))
+"""
+
+
+def _killed(step: str, root) -> int:
+    done = subprocess.run([sys.executable, "-c", _KILLED_STEP, step, str(root)], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=Path(__file__).resolve().parent.parent)
+    return done.returncode
+
+
+def _registry_with_champion(root):
+    build_bundle(root / "bundles" / "v1", 1, "v1")
+    registry = ModelRegistry(root / "model_registry.json")
+    registry.register("v1", {"path": str(root / "bundles" / "v1")})
+    registry.promote("v1", "test")
+    return registry
+
+
+def test_a_pipeline_killed_while_writing_a_bundle_or_the_registry_leaves_the_champion_servable(tmp_path):
+    from recsys_registry.registry import RegistryFile
+    from recsys_runtime.bundle import load_bundle
+
+    _registry_with_champion(tmp_path)
+    before = (tmp_path / "model_registry.json").read_text()
+    assert _killed("bundle", tmp_path) == -signal.SIGKILL
+    assert not (tmp_path / "bundles" / "v2").exists()  # only the staging directory was written
+    assert _killed("registry", tmp_path) == -signal.SIGKILL
+    assert (tmp_path / "model_registry.json").read_text() == before  # the old registry, whole
+    registry = RegistryFile.load(tmp_path / "model_registry.json")
+    assert load_bundle(registry.version(registry.champion)["path"]).version == "v1"
+    build_bundle(tmp_path / "bundles" / "v2", 2, "v2")  # the rerun recovers
+    assert load_bundle(tmp_path / "bundles" / "v2").version == "v2"
+    assert not (tmp_path / "bundles" / "v2.tmp").exists()
+
+
+def test_extraction_killed_between_table_and_watermark_loses_nothing_and_stores_nothing_twice(tmp_path):
+    from recsys_training import synthetic
+    from recsys_training.raw_store import INTERACTION_KEY, RawStore, merge_new
+
+    rows = synthetic.generate(50, 80, 2_000, seed=3).interactions.rows.sort_values("timestamp", kind="stable")
+    first, rest = rows.iloc[:1_000], rows
+    store = RawStore(tmp_path / "raw")
+    store.save(first)
+    rest.to_parquet(tmp_path / "all.parquet")
+    assert _killed("raw", tmp_path) == -signal.SIGKILL
+    table, watermark = store.load()
+    assert len(table) == len(rows) and watermark.max_timestamp == int(first["timestamp"].max())  # mark not ahead
+    merged, added = merge_new(table, rest, watermark)  # the next run re-reads from the old mark
+    assert added == 0 and len(merged) == len(rows.drop_duplicates(INTERACTION_KEY))
