@@ -3,11 +3,14 @@
 items:        item_id*, title*, description, categories ("a|b"), tags ("a|b")
 interactions: user_id*, item_id*, timestamp* (epoch seconds or ISO 8601), event, value
 (* required). Rows that fail typing are returned as rejects with the reason; nothing is
-dropped silently.
+dropped silently. Interactions stamped more than ``FUTURE_TOLERANCE_SECONDS`` after the load
+are rejected too ("timestamp in the future"): a clock error upstream must not move the watermark
+ahead of the data.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +20,8 @@ ITEM_COLUMNS = ("item_id", "title", "description", "categories", "tags")
 ITEM_REQUIRED = ("item_id", "title")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
+FUTURE_TOLERANCE_SECONDS = 86_400
+UNTERMINATED = "_unterminated_last_line"  # set by a reader on the last row of a text file cut short
 
 
 class SchemaError(ValueError):
@@ -42,6 +47,17 @@ def _ids(series: pd.Series) -> pd.Series:
     return text.str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)
 
 
+def _without_unterminated(frame: pd.DataFrame, origin: str, rejects: list) -> pd.DataFrame:
+    """A row a reader flagged as its file's unterminated last line is rejected: the file was
+    probably cut while it was written, so the row may be cut too."""
+    if UNTERMINATED not in frame:
+        return frame
+    flagged = frame[UNTERMINATED].astype(bool)
+    frame = _reject(frame.drop(columns=UNTERMINATED), flagged, "unterminated last line (truncated file?)",
+                    origin, rejects)
+    return frame
+
+
 def _reject(frame: pd.DataFrame, bad: pd.Series, reason: str, origin: str, rejects: list) -> pd.DataFrame:
     if bad.any():
         rejected = frame[bad].astype("string").copy()
@@ -64,8 +80,8 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 
 def normalise_items(frame: pd.DataFrame, origin: str) -> Normalised:
     _require(frame, ITEM_REQUIRED, origin)
-    out = frame.copy()
     rejects: list[pd.DataFrame] = []
+    out = _without_unterminated(frame.copy(), origin, rejects)
     out["item_id"] = _ids(out["item_id"])
     out = _reject(out, out["item_id"].isna() | (out["item_id"] == ""), "missing item_id", origin, rejects)
     for column in ITEM_COLUMNS[1:]:
@@ -77,17 +93,22 @@ def normalise_items(frame: pd.DataFrame, origin: str) -> Normalised:
     return Normalised(out[list(ITEM_COLUMNS)].reset_index(drop=True), _concat(rejects))
 
 
-def normalise_interactions(frame: pd.DataFrame, origin: str) -> Normalised:
+def normalise_interactions(frame: pd.DataFrame, origin: str, now: float | None = None) -> Normalised:
+    """``now``: the load's time in epoch seconds (default: the clock), for the future-timestamp rule."""
     _require(frame, INTERACTION_REQUIRED, origin)
-    out = frame.copy()
     rejects: list[pd.DataFrame] = []
+    out = _without_unterminated(frame.copy(), origin, rejects)
     out["user_id"] = _ids(out["user_id"])
     out["item_id"] = _ids(out["item_id"])
     out = _reject(out, out["user_id"].isna() | (out["user_id"] == ""), "missing user_id", origin, rejects)
     out = _reject(out, out["item_id"].isna() | (out["item_id"] == ""), "missing item_id", origin, rejects)
     stamps = parse_timestamps(out["timestamp"])
     out = _reject(out, stamps.isna(), "invalid timestamp", origin, rejects)
-    out["timestamp"] = stamps[stamps.notna()].astype(np.int64)
+    stamps = stamps[stamps.notna()].astype(np.int64)
+    limit = (time.time() if now is None else now) + FUTURE_TOLERANCE_SECONDS
+    future = stamps > limit
+    out = _reject(out, future, "timestamp in the future", origin, rejects)
+    out["timestamp"] = stamps[~future]
     if "event" not in out:
         out["event"] = "interaction"
     out["event"] = out["event"].astype("string").fillna("interaction")

@@ -2,26 +2,60 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from recsys_training.schema import Normalised, normalise_interactions, normalise_items
+from recsys_training.schema import UNTERMINATED, Normalised, normalise_interactions, normalise_items
 
 EXPORT_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 
 
+class UnreadableFile(ValueError):
+    """An export file that is empty, truncated or not in the format its suffix says; the
+    message names the file. Nothing of it is stored, and the watermark does not move."""
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """CSV, JSON Lines (``.jsonl`` or ``.json``) or Parquet, by file suffix."""
+    """CSV, JSON Lines (``.jsonl`` or ``.json``) or Parquet, by file suffix. A file that is empty,
+    has no rows or cannot be parsed is an ``UnreadableFile`` naming it. The last row of a CSV cut
+    while written (no final newline, fewer fields than the header) is flagged, and the schema
+    rejects it."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=True, dtype=False)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: unsupported format {suffix!r}; use one of {', '.join(EXPORT_SUFFIXES)}")
+    if suffix not in EXPORT_SUFFIXES:
+        raise ValueError(f"{path}: unsupported format {suffix!r}; use one of {', '.join(EXPORT_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise UnreadableFile(f"{path}: the file is empty")
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, lines=True, dtype=False)
+    except (ValueError, OSError, pd.errors.ParserError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise UnreadableFile(f"{path}: cannot be read as {suffix[1:]} (truncated or corrupt?): {error}") from error
+    if frame.empty:
+        raise UnreadableFile(f"{path}: no rows")
+    if suffix == ".csv" and _last_line_cut(path, len(frame.columns)):
+        frame[UNTERMINATED] = np.arange(len(frame)) == len(frame) - 1
+    return frame
+
+
+def _last_line_cut(path: Path, columns: int) -> bool:
+    """The file ends without a newline inside a row that has fewer fields than the header: it
+    was cut while written. (Some exports, MovieLens' ratings.csv among them, just lack the final
+    newline; their last row is whole.)"""
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 65_536))
+        tail = handle.read()
+    if tail.endswith((b"\n", b"\r")):
+        return False
+    last = tail.splitlines()[-1].decode("utf-8", errors="replace")
+    return len(next(csv.reader([last]), [])) < columns
 
 
 def find_export_file(directory: Path, stem: str) -> Path:
