@@ -20,6 +20,7 @@ help:
 	@echo "make bench-pipeline  time every asset on the sample and on a 10x synthetic data set"
 	@echo "make bench           serving benchmark (uvicorn + wrk) -> data/bench/serving.json"
 	@echo "make bench-scale     request cost and memory at 8k, 97k and 1M items -> data/bench/serving_scale.json"
+	@echo "make soak            10 minutes of mixed traffic with reloads, shadow, canary, a Redis restart -> data/bench/soak.json"
 	@echo "make serve           the recommendation service on :8000 (registry champion)"
 	@echo "make lint            ruff"
 
@@ -67,7 +68,12 @@ bench-scale: install instance
 	@command -v wrk >/dev/null || (echo "installing wrk"; apt-get install -y -qq wrk)
 	$(PYTHON) -m scripts.bench_scale
 
+# the service for SOAK_MINUTES (10) at half its capacity while models, Redis and the log change
+soak: install instance
+	@test -f models/model_registry.json || $(MAKE) demo
+	$(PYTHON) -m scripts.soak
+
 serve: install
 	$(VENV)/bin/uvicorn --factory recsys_service.app:create_app --port $${PORT:-8000}
 
-.PHONY: help install instance demo ui test lint bench-pipeline bench bench-scale serve
+.PHONY: help install instance demo ui test lint bench-pipeline bench bench-scale soak serve

@@ -127,8 +127,8 @@ def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 @post("/models/reload", guards=[admin_guard], sync_to_thread=True, status_code=200)
 def reload_model(request: Request, data: ReloadRequest) -> dict:
-    if data.mode not in ("primary", "shadow"):
-        raise HTTPException(status_code=422, detail=f"mode must be primary or shadow, not {data.mode!r}",
+    if data.mode not in ("primary", "shadow", "stop_shadow"):
+        raise HTTPException(status_code=422, detail=f"mode must be primary, shadow or stop_shadow, not {data.mode!r}",
                             extra={"field": "mode"})
     if data.rollout is not None and not 0.0 <= data.rollout <= 1.0:
         raise HTTPException(status_code=422, detail="rollout must be within [0, 1]", extra={"field": "rollout"})

@@ -131,9 +131,14 @@ class ModelManager:
 
     def reload(self, mode: str, version: str | None, rollout: float | None) -> Deployment:
         """``primary``: replace the serving model (a canary when 0 < rollout < 1). ``shadow``:
-        score the same requests in the background. Verification failures raise ReloadRefused."""
+        score the same requests in the background; ``stop_shadow``: stop that. Verification
+        failures raise ReloadRefused."""
         with self._lock:
             current = self.deployment
+            if mode == "stop_shadow":
+                self.deployment = replace(current, shadow=None, generation=current.generation + 1)
+                self.write_shared(self.deployment)
+                return self.deployment
             model = self.load_verified(version)
             if mode == "shadow":
                 new = replace(current, shadow=model, generation=current.generation + 1)

@@ -21,9 +21,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> int:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode())
-    await writer.drain()
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(status, body) of one HTTP/1.1 response with a Content-Length."""
     status_line = await reader.readline()
     length = 0
     while True:
@@ -33,8 +32,13 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-    await reader.readexactly(length)
-    return int(status_line.split()[1])
+    return int(status_line.split()[1]), await reader.readexactly(length)
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> int:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode())
+    await writer.drain()
+    return (await read_response(reader))[0]
 
 
 async def run(base: str, paths: list[str], rate: float, seconds: float, connections: int) -> dict:

@@ -169,6 +169,13 @@ def test_shadow_agreement_is_exported(models, tmp_path):
         service.shadow.pool.submit(lambda: None).result()
         text = client.get("/metrics").text
         assert "recsys_shadow_rbo_count 20.0" in text and "recsys_shadow_overlap_at_10_count 20.0" in text
+        assert client.get("/ready").json().get("shadow") == "v2"
+        stopped = client.post("/models/reload", json={"mode": "stop_shadow"}, headers=_admin())
+        assert stopped.status_code == 200 and stopped.json().get("shadow") is None
+        for u in range(5):
+            client.get(f"/recommend/user/u{u}")
+        service.shadow.pool.submit(lambda: None).result()
+        assert "recsys_shadow_rbo_count 20.0" in client.get("/metrics").text  # no more shadow scoring
 
 
 def test_list_agreement_measures():
