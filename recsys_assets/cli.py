@@ -75,6 +75,33 @@ def models_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    """The Markdown report of VERSION (default: the latest registered) from the gate's records."""
+    import json
+    from pathlib import Path
+
+    from recsys_training.report import gate_report
+
+    registry = _registry().file
+    versions = registry.data["versions"]
+    if not versions:
+        print("error: no model version registered yet (run the pipeline)", file=sys.stderr)
+        return 2
+    version = args.version or max(versions, key=lambda v: versions[v].get("sequence", 0))
+    entry = registry.version(version)
+    gate_dir = settings.models_dir() / "gate" / version
+    checks = {p.stem: json.loads(p.read_text()) for p in sorted(gate_dir.glob("*.json"))} if gate_dir.exists() else {}
+    champion = registry.champion if registry.champion != version else registry.previous_champion()
+    champion_metrics = registry.version(champion).get("metrics") if champion else None
+    summary_path = settings.data_dir() / "evaluation" / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    text = gate_report(version, checks, entry.get("metrics", {}), champion, champion_metrics, summary)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text, end="")
+    return 0 if checks and all(r["passed"] or not r.get("blocking", True) for r in checks.values()) else 1
+
+
 def pipeline_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -138,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true")
     mode.add_argument("--execute", action="store_true")
     cleanup.set_defaults(func=models_cleanup)
+    report_parser = groups.add_parser("report", help="Markdown report of a version's gate checks, metrics, latency "
+                                                     "and cost (exit 1 when a blocking check failed)")
+    report_parser.add_argument("--version", help="default: the latest registered version")
+    report_parser.add_argument("--output", help="also write the report to this file")
+    report_parser.set_defaults(func=report)
     pipeline = groups.add_parser("pipeline", help="the asset graph").add_subparsers(dest="command", required=True)
     run = pipeline.add_parser("run", help="run a job (default train_and_evaluate), or --select assets of it")
     run.add_argument("--job", default="train_and_evaluate", choices=["train_and_evaluate", "monitor"])

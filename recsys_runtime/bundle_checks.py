@@ -69,7 +69,7 @@ def latency(recommender: Recommender, requests: int, budget_ms: float, seed: int
     p50, p95, p99 = np.percentile(durations, [50, 95, 99])
     ok = p95 < budget_ms
     return GateResult(ok, f"p95 {p95:.2f} ms {'<' if ok else '>='} budget {budget_ms} ms over {requests} requests",
-                      {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)})
+                      {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "budget_ms": budget_ms})
 
 
 _LOAD_AND_MEASURE = (

@@ -66,7 +66,8 @@ def paired_difference(challenger: PairedMetrics, reference: PairedMetrics, label
     if recall.high < -t.recall_tolerance:
         failures.append(f"recall@10 vs {label} {recall.describe()}: wholly below -{t.recall_tolerance}")
     return failures, {**ndcg.as_numbers(f"{label}_ndcg@10"), **recall.as_numbers(f"{label}_recall@10"),
-                      "users_compared": ndcg.users, "bootstrap_resamples": ndcg.resamples}
+                      "users_compared": ndcg.users, "bootstrap_resamples": ndcg.resamples,
+                      "min_ndcg_gain": t.min_ndcg_gain, "recall_tolerance": t.recall_tolerance}
 
 
 def compare_with_champion(challenger: ModelMetrics, champion: ModelMetrics | None, t: GateThresholds,
@@ -148,4 +149,4 @@ def cost_ok(bundle_mb: float, loaded_memory_mb: float, t: GateThresholds) -> Gat
 def quality_ok(score: float, t: GateThresholds) -> GateResult:
     ok = score >= t.min_quality_score
     return GateResult(ok, f"data quality score {score:.1f} {'>=' if ok else '<'} {t.min_quality_score}",
-                      {"score": score})
+                      {"score": score, "min_score": t.min_quality_score})

@@ -30,3 +30,12 @@ def test_kubernetes_manifests_and_generated_configs_exist():
     prometheus = yaml.safe_load((DEPLOYMENT / "prometheus" / "prometheus.yml").read_text())
     assert prometheus["scrape_configs"][0]["metrics_path"] == "/metrics"
     assert prometheus["rule_files"] == ["alerts.yml"]
+
+
+def test_the_github_workflow_runs_the_project_ci_then_the_gate_report():
+    workflow = yaml.safe_load((Path(__file__).resolve().parent.parent / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step.get("run", "") for step in workflow["jobs"]["test-and-gate"]["steps"]]
+    script = "\n".join(steps)
+    assert "./.ci/run" in script and "make lint" in script and "make demo" in script and "make bench" in script
+    assert "recsys report --output model-report.md" in script and "GITHUB_STEP_SUMMARY" in script
+    assert script.index("./.ci/run") < script.index("make demo") < script.index("recsys report")

@@ -177,3 +177,27 @@ def test_service_can_fetch_the_champion_through_the_mlflow_alias(history, tmp_pa
     champion = _registry(tmp).champion
     manager = ModelManager(tmp_path / "no_registry.json", mlflow_uri=f"sqlite:///{tmp / 'models' / 'mlflow.db'}")
     assert manager.load_verified(None).version == champion
+
+
+def test_the_report_lists_every_gate_check_with_its_value_threshold_and_outcome(history, capsys, tmp_path):
+    from recsys_assets.cli import main
+
+    tmp, first, second, third = history
+    v2 = metadata(second, "challenger")["version"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_MODELS_DIR", str(tmp / "models"))
+        mp.setenv("RECSYS_DATA_DIR", str(tmp / "data"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'models' / 'mlflow.db'}")
+        assert main(["report", "--version", v2, "--output", str(tmp_path / "report.md")]) == 1  # v2 was refused
+        capsys.readouterr()
+        assert main(["report"]) == 0  # the latest version (run 3) passed its gate
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith(f"# Model report: {v2}") and "Gate **failed**" in text and "blocking failures: beats_champion" in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert GATE <= set(rows)
+    assert "❌ fail" in rows["beats_champion"] and "lower end > 0.0" in rows["beats_champion"]
+    assert "✅ pass" in rows["latency_within_budget"] and "p95 ms < 10.0" in rows["latency_within_budget"]
+    assert "✅ pass" in rows["beats_baselines"] and "(most_pop)" in rows["beats_baselines"] or "(ease)" in rows["beats_baselines"]
+    assert "MB after loading" in text and "## Metrics" in text
+    latest = capsys.readouterr().out
+    assert "Gate **passed**" in latest and metadata(third, "challenger")["version"] in latest

@@ -4,8 +4,10 @@ All are blocking checks on ``challenger``; ``GATE_CHECKS`` names them for the se
 that need the challenger's bundle share one step, so it is loaded and verified once per run.
 """
 
+import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -38,6 +40,7 @@ def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check:
                 challenger.mlflow_version, f"gate.{check}", ("passed: " if result.passed else "failed: ") + result.reason)
         except Exception:  # noqa: BLE001 - tags are a convenience; the check result is the record
             pass
+    _write_outcome(Path(mlflow_tracking.models_dir), challenger.version, check, result, severity)
     if challenger.mlflow_run_id and result.numbers:
         try:
             mlflow_tracking.log_gate_numbers(challenger.mlflow_run_id, check, result.numbers)
@@ -47,6 +50,19 @@ def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check:
                                severity=severity, description=result.reason,
                                metadata={"reason": result.reason,
                                          **{k: v for k, v in result.numbers.items() if v is not None}})
+
+
+def _write_outcome(models_dir: Path, version: str, check: str, result: GateResult,
+                   severity: dg.AssetCheckSeverity) -> None:
+    """``models/gate/<version>/<check>.json``: what ``recsys report`` reads (one file per check,
+    so checks running in parallel processes never write the same file)."""
+    directory = models_dir / "gate" / version
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"check": check, "passed": bool(result.passed), "blocking": severity == dg.AssetCheckSeverity.ERROR,
+              "reason": result.reason, "numbers": {k: v for k, v in result.numbers.items() if v is not None}}
+    tmp = directory / f"{check}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=float))
+    tmp.replace(directory / f"{check}.json")
 
 
 @dg.asset_check(asset=CHALLENGER, blocking=True,
