@@ -72,12 +72,18 @@ def latency(recommender: Recommender, requests: int, budget_ms: float, seed: int
                       {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "budget_ms": budget_ms})
 
 
+# VmHWM is the peak of the process's own address space; ru_maxrss would also count the parent's
+# resident memory at fork time (Linux keeps it across exec), so a check run from a 2 GB pipeline
+# process read 2 GB for a bundle whose service holds 0.4 GB.
 _LOAD_AND_MEASURE = (
     "import resource, sys\n"
+    "from pathlib import Path\n"
     "from recsys_runtime.bundle import load_bundle\n"
     "model = load_bundle(sys.argv[1])\n"
     "model.recommend(str(model.components.histories.users[0]))\n"
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "status = Path('/proc/self/status')\n"
+    "peak = [l for l in status.read_text().splitlines() if l.startswith('VmHWM:')] if status.exists() else []\n"
+    "print(int(peak[0].split()[1]) if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
 )
 
 
@@ -87,8 +93,8 @@ def bundle_size_mb(path: str | Path) -> float:
 
 
 def loaded_memory_mb(path: str | Path, timeout: float = 600.0) -> float:
-    """Peak resident memory of a fresh Python process that loads the bundle and answers one
-    request: what a service replica holds for it (the process's own imports included)."""
+    """Peak resident memory (kB -> MB) of a fresh Python process that loads the bundle and answers
+    one request: what a service replica holds for it (the process's own imports included)."""
     done = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(path)], capture_output=True, text=True,
                           timeout=timeout, check=False)
     if done.returncode != 0:

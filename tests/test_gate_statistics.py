@@ -92,3 +92,14 @@ def test_cost_budgets():
     over = cost_ok(10.0, 400.0, GateThresholds(max_loaded_memory_mb=300))
     assert not over.passed and "after loading" in over.reason
     assert not cost_ok(5_000.0, 400.0, GateThresholds()).passed
+
+
+def test_the_memory_after_loading_is_the_loading_process_own_not_its_parents(tmp_path):
+    from recsys_runtime.bundle_checks import bundle_size_mb, loaded_memory_mb
+    from tests.bundles import build_bundle
+
+    build_bundle(tmp_path / "v1", 1, "v1")
+    ballast = np.ones(600_000_000 // 8)  # 600 MB resident here, in the parent
+    measured = loaded_memory_mb(tmp_path / "v1")
+    assert 50 < measured < 600, measured
+    assert ballast[-1] == 1.0 and 0 < bundle_size_mb(tmp_path / "v1") < 50
