@@ -106,4 +106,3 @@ def lookup(items, values, query):
         if pos < len(items) and items[pos] == query[i]:
             out[i] = values[pos]
     return out
-

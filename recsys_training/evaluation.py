@@ -13,7 +13,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_training import baselines
 from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
-from recsys_training.metrics import K, evaluate_lists, per_user_metrics
+from recsys_training.metrics import K, aggregate, evaluate_lists, per_user_metrics
 from recsys_training.schema import canonical_order
 from recsys_training.split import Split
 
@@ -82,14 +82,17 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
     def score(lists: dict) -> dict:
         return evaluate_lists(lists, truth, n_train_items, k)
 
-    def paired(lists: dict) -> dict[str, np.ndarray]:
+    def score_and_pair(lists: dict) -> tuple[dict, dict[str, np.ndarray]]:
+        """The aggregates and the per-user ndcg and recall, from one pass over the users."""
         values = per_user_metrics(lists, truth, k)
-        return {name: values[name] for name in (f"ndcg@{k}", f"recall@{k}")}
+        paired = {name: values[name] for name in (f"ndcg@{k}", f"recall@{k}")}
+        return aggregate(values, lists, truth, n_train_items, k), paired
 
     variants = (None, *route_names(recommender.routes))
     user_variants = recommender.recommend_variants(list(users), k=k, variants=variants)
     detail_variants = recommender.recommend_variants(list(users), anchor_list, k=k, variants=variants)
     user_recs, detail_recs = user_variants[None], detail_variants[None]
+    user_model, user_model_paired = score_and_pair(_as_lists(users, user_recs))
     summary = {
         "dataset": {
             "train_interactions": int(len(split.train)),
@@ -99,20 +102,20 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
             "train_items": n_train_items,
         },
         "model_version": recommender.version,
-        "user": {"model": score(_as_lists(users, user_recs)), "routes": {}, "baselines": {}},
+        "user": {"model": user_model, "routes": {}, "baselines": {}},
         "detail": {"model": score(_as_lists(users, detail_recs)), "routes": {}, "baselines": {}},
         "similar": {"model": score(_as_lists(users, recommender.recommend_many([None] * len(users), anchor_list, k=k)))},
         "fallbacks": {"user": sum(r.fallback is not None for r in user_recs),
                       "detail": sum(r.fallback is not None for r in detail_recs)},
-        PER_USER: {"users": users.tolist(), "model": paired(_as_lists(users, user_recs)), "baselines": {}},
+        PER_USER: {"users": users.tolist(), "model": user_model_paired, "baselines": {}},
     }
     for route in route_names(recommender.routes):
         summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
         summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
     if with_baselines:
         user_lists, detail_lists, skipped = baseline_lists(split.train, users, anchors, k)
-        summary["user"]["baselines"] = {name: score(lists) for name, lists in user_lists.items()}
-        summary[PER_USER]["baselines"] = {name: paired(lists) for name, lists in user_lists.items()}
+        for name, lists in user_lists.items():
+            summary["user"]["baselines"][name], summary[PER_USER]["baselines"][name] = score_and_pair(lists)
         summary["detail"]["baselines"] = {name: score(lists) for name, lists in detail_lists.items()}
         for name, reason in skipped.items():
             summary["user"]["baselines"][name] = summary["detail"]["baselines"][name] = {"skipped": reason}

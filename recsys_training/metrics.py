@@ -43,7 +43,12 @@ def evaluate_lists(
     """Average the metrics over the users in ``truth``; a user with no list scores zero."""
     if not truth:
         raise ValueError("no user to evaluate")
-    values = per_user_metrics(lists, truth, k)
+    return aggregate(per_user_metrics(lists, truth, k), lists, truth, n_train_items, k)
+
+
+def aggregate(values: dict[str, np.ndarray], lists: Mapping[object, Sequence], truth: Mapping[object, Iterable],
+              n_train_items: int, k: int = K) -> dict[str, float]:
+    """``evaluate_lists`` from the ``per_user_metrics`` already computed for these lists."""
     recommended_items: set = set()
     for user in truth:
         recommended_items.update(list(lists.get(user, []))[:k])

@@ -53,9 +53,8 @@ def _without_unterminated(frame: pd.DataFrame, origin: str, rejects: list) -> pd
     if UNTERMINATED not in frame:
         return frame
     flagged = frame[UNTERMINATED].astype(bool)
-    frame = _reject(frame.drop(columns=UNTERMINATED), flagged, "unterminated last line (truncated file?)",
-                    origin, rejects)
-    return frame
+    return _reject(frame.drop(columns=UNTERMINATED), flagged, "unterminated last line (truncated file?)", origin,
+                   rejects)
 
 
 def _reject(frame: pd.DataFrame, bad: pd.Series, reason: str, origin: str, rejects: list) -> pd.DataFrame:

@@ -34,32 +34,32 @@ GATE_CHECKS = ("beats_champion", "beats_baselines", "enough_evaluated_users", "t
 def _record(mlflow_tracking: MlflowResource, challenger: RegisteredModel, check: str, result: GateResult,
             severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
     """The check's result, also a tag on the challenger's MLflow model version when there is one."""
+    numbers = {k: v for k, v in result.numbers.items() if v is not None}
     if challenger.mlflow_version:
         try:
             mlflow_tracking.mlflow_registry().tag_version(
                 challenger.mlflow_version, f"gate.{check}", ("passed: " if result.passed else "failed: ") + result.reason)
         except Exception:  # noqa: BLE001 - tags are a convenience; the check result is the record
             pass
-    _write_outcome(Path(mlflow_tracking.models_dir), challenger.version, check, result, severity)
-    if challenger.mlflow_run_id and result.numbers:
+    _write_outcome(Path(mlflow_tracking.models_dir), challenger.version, check, result, numbers, severity)
+    if challenger.mlflow_run_id and numbers:
         try:
-            mlflow_tracking.log_gate_numbers(challenger.mlflow_run_id, check, result.numbers)
+            mlflow_tracking.log_gate_numbers(challenger.mlflow_run_id, check, numbers)
         except Exception:  # noqa: BLE001 - as above
             pass
     return dg.AssetCheckResult(check_name=check, asset_key=CHALLENGER, passed=bool(result.passed),
                                severity=severity, description=result.reason,
-                               metadata={"reason": result.reason,
-                                         **{k: v for k, v in result.numbers.items() if v is not None}})
+                               metadata={"reason": result.reason, **numbers})
 
 
-def _write_outcome(models_dir: Path, version: str, check: str, result: GateResult,
+def _write_outcome(models_dir: Path, version: str, check: str, result: GateResult, numbers: dict,
                    severity: dg.AssetCheckSeverity) -> None:
     """``models/gate/<version>/<check>.json``: what ``recsys report`` reads (one file per check,
     so checks running in parallel processes never write the same file)."""
     directory = models_dir / "gate" / version
     directory.mkdir(parents=True, exist_ok=True)
     record = {"check": check, "passed": bool(result.passed), "blocking": severity == dg.AssetCheckSeverity.ERROR,
-              "reason": result.reason, "numbers": {k: v for k, v in result.numbers.items() if v is not None}}
+              "reason": result.reason, "numbers": numbers}
     tmp = directory / f"{check}.json.tmp"
     tmp.write_text(json.dumps(record, indent=2, default=float))
     tmp.replace(directory / f"{check}.json")
