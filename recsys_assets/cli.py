@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import time
 
 from recsys_assets import settings
+from recsys_delivery.rollout import RolloutError
 from recsys_registry.registry import CHALLENGER, CHAMPION, RegistryError
 
 
@@ -102,6 +104,50 @@ def report(args: argparse.Namespace) -> int:
     return 0 if checks and all(r["passed"] or not r.get("blocking", True) for r in checks.values()) else 1
 
 
+def _rollout():
+    from recsys_assets.defs.resources import RolloutResource, ServiceAdminResource
+
+    url, token = settings.service_admin()
+    if not url:
+        raise RolloutError("RECSYS_SERVICE_URL is not set: no service to roll out to")
+    return RolloutResource(**settings.rollout_settings()).rollout(settings.models_dir(),
+                                                                 ServiceAdminResource(url=url, token=token))
+
+
+def _print_rollout(state: dict | None) -> None:
+    from recsys_delivery.rollout import stage_name
+
+    if not state:
+        print("no rollout yet")
+        return
+    stages = state["policy"]["stages"]
+    print(f"rollout of {state['version']} against {state.get('baseline') or '-'}: {state['status']}, stage "
+          f"{state['stage'] + 1} of {len(stages)} ({stage_name(stages[state['stage']])}; stages "
+          f"{' -> '.join(stage_name(s) for s in stages)})")
+    last = state.get("last")
+    if last:
+        print(f"last tick: {last['action']}: {last['reason']}")
+    rows = [{"time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d["time"])), "stage": d["stage"],
+             "action": d["action"], "reason": d["reason"]} for d in state["decisions"][-10:]]
+    print(_table(rows, ["time", "stage", "action", "reason"]))
+
+
+def rollout_command(args: argparse.Namespace) -> int:
+    """start VERSION, status, pause, resume, abort: the state file the drive_rollout sensor ticks."""
+    driver = _rollout()
+    if args.command == "status":
+        _print_rollout(driver.state())
+        return 0
+    if args.command == "start":
+        state = driver.start(args.version)
+    else:
+        state = getattr(driver, args.command)()
+    decision = state["decisions"][-1]
+    _registry().record_rollout(state["version"], args.command, decision["stage"], decision["reason"])
+    _print_rollout(state)
+    return 0
+
+
 def pipeline_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -170,6 +216,15 @@ def parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--version", help="default: the latest registered version")
     report_parser.add_argument("--output", help="also write the report to this file")
     report_parser.set_defaults(func=report)
+    rollout = groups.add_parser("rollout", help="the staged rollout the drive_rollout sensor ticks").add_subparsers(
+        dest="command", required=True)
+    start = rollout.add_parser("start", help="roll VERSION out against the service's primary, stage by stage")
+    start.add_argument("version")
+    start.set_defaults(func=rollout_command)
+    for name, text in (("status", "the running rollout, its last tick and decisions"), ("pause", "stop judging"),
+                       ("resume", "judge again; the stage counts from now"),
+                       ("abort", "stop and return the service to the baseline")):
+        rollout.add_parser(name, help=text).set_defaults(func=rollout_command)
     pipeline = groups.add_parser("pipeline", help="the asset graph").add_subparsers(dest="command", required=True)
     run = pipeline.add_parser("run", help="run a job (default train_and_evaluate), or --select assets of it")
     run.add_argument("--job", default="train_and_evaluate", choices=["train_and_evaluate", "monitor"])
@@ -183,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.configure_libraries()
     try:
         return args.func(args)
-    except RegistryError as error:
+    except (RegistryError, RolloutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -131,6 +131,15 @@ DRIFT_VARIABLES = {
     "RECSYS_DRIFT_WINDOW_DAYS": ("window_days", float), "RECSYS_DRIFT_COOLDOWN_HOURS": ("cooldown_hours", float),
 }
 
+ROLLOUT_VARIABLES = {
+    "RECSYS_ROLLOUT_ON_PROMOTION": ("on_promotion", str), "RECSYS_ROLLOUT_STAGES": ("stages", str),
+    "RECSYS_ROLLOUT_MIN_LISTS": ("min_lists", int), "RECSYS_ROLLOUT_MIN_SECONDS": ("min_seconds", float),
+    "RECSYS_ROLLOUT_MAX_ERROR_EXCESS": ("max_error_excess", float),
+    "RECSYS_ROLLOUT_LATENCY_P99_MS": ("latency_p99_ms", float),
+    "RECSYS_ROLLOUT_CLICK_TOLERANCE": ("click_tolerance", float), "RECSYS_ROLLOUT_ALPHA": ("alpha", float),
+    "RECSYS_ROLLOUT_PLANNED_LISTS": ("planned_lists", int), "RECSYS_SERVICE_REPLICAS": ("replica_urls", str),
+}
+
 
 def _fields_from(variables: dict[str, tuple[str, type]]) -> dict:
     return {field: cast(os.environ[name]) for name, (field, cast) in variables.items() if name in os.environ}
@@ -158,6 +167,23 @@ def drift_settings() -> dict:
     recent window compared with the rest when there is no champion), RECSYS_DRIFT_COOLDOWN_HOURS
     (24: at most one drift-triggered retraining per this many hours)."""
     return _fields_from(DRIFT_VARIABLES)
+
+
+def rollout_settings() -> dict:
+    """Fields of the ``rollout`` resource set in the environment: RECSYS_ROLLOUT_ON_PROMOTION
+    (rollout | reload: a new champion is rolled out in stages, or made primary at once),
+    RECSYS_ROLLOUT_STAGES (``0,0.05,0.25,0.5,1``: shares of users on the candidate; 0 is shadow, 1
+    primary), RECSYS_ROLLOUT_MIN_LISTS (1000 candidate lists per stage), RECSYS_ROLLOUT_MIN_SECONDS
+    (600 per stage), RECSYS_ROLLOUT_MAX_ERROR_EXCESS (0.01), RECSYS_ROLLOUT_LATENCY_P99_MS (50),
+    RECSYS_ROLLOUT_CLICK_TOLERANCE (0.02), RECSYS_ROLLOUT_ALPHA (0.05), RECSYS_ROLLOUT_PLANNED_LISTS
+    (10000), RECSYS_SERVICE_REPLICAS (comma-separated base URLs whose /metrics are summed; default
+    RECSYS_SERVICE_URL), RECSYS_ROLLOUT_TICK_SECONDS (see ``rollout_tick_seconds``)."""
+    return _fields_from(ROLLOUT_VARIABLES)
+
+
+def rollout_tick_seconds() -> int:
+    """RECSYS_ROLLOUT_TICK_SECONDS: how often the rollout sensor judges the running stage (default 60)."""
+    return int(os.environ.get("RECSYS_ROLLOUT_TICK_SECONDS", "60"))
 
 
 def secret(name: str) -> dg.EnvVar | str:

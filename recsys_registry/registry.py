@@ -175,6 +175,25 @@ class ModelRegistry:
                                           "check": check, "reason": reason})
         self.file.save()
 
+    def record_rollout(self, version: str, action: str, stage: str, reason: str) -> None:
+        """A rollout decision on ``version``: in the history, and as tags of its MLflow version."""
+        self.file.data["history"].append({"time": _now(), "alias": None, "action": f"rollout_{action}",
+                                          "version": version, "stage": stage, "reason": reason})
+        self.file.save()
+        mlflow_version = self.file.data["versions"].get(version, {}).get("mlflow_version")
+        if self.mlflow is not None and mlflow_version:
+            try:
+                self.mlflow.tag_version(mlflow_version, "rollout.stage", stage)
+                self.mlflow.tag_version(mlflow_version, "rollout.last_action", action)
+            except Exception:  # noqa: BLE001 - the history above is the record; MLflow mirrors it
+                pass
+
+    def record_retraining(self, run_id: str, trigger: str, outcome: str, version: str | None = None) -> None:
+        """How a training run ended (outcome: promoted, rejected or failed) and what started it."""
+        self.file.data["history"].append({"time": _now(), "alias": None, "action": "retraining", "version": version,
+                                          "run_id": run_id, "trigger": trigger, "outcome": outcome})
+        self.file.save()
+
     def rollback(self, reason: str = "rollback") -> str:
         target = self.file.previous_champion()
         if target is None:

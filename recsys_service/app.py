@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import time
 from contextlib import asynccontextmanager
 
 import anyio
@@ -15,7 +14,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.response.base import ASGIResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recsys_service.models import ReloadRefused
+from recsys_service.models import RELOAD_MODES, ReloadRefused
 from recsys_service.schemas import LIST_RESPONSES, Event, ReloadRequest, TopN
 from recsys_service.service import Service
 from recsys_service.settings import ServiceSettings
@@ -110,11 +109,7 @@ def events(request: Request, data: Event) -> dict:
         raise HTTPException(status_code=422, detail=f"unknown event type {data.type!r}", extra={"field": "type"})
     service = _service(request)
     _within_limits(service, request_id=data.request_id, item_id=data.item_id, user_id=data.user_id)
-    service.metrics.events.labels(type=data.type).inc()
-    service.exposures.write({"type": "event", "event": data.type, "request_id": data.request_id,
-                             "item_id": data.item_id, "user_id": data.user_id, "time": time.time()})
-    if data.user_id:
-        service.activity.remember(data.user_id, data.item_id)
+    service.record_event(data.type, data.request_id, data.item_id, data.user_id)
     return {"accepted": True}
 
 
@@ -127,9 +122,9 @@ def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 @post("/models/reload", guards=[admin_guard], sync_to_thread=True, status_code=200)
 def reload_model(request: Request, data: ReloadRequest) -> dict:
-    if data.mode not in ("primary", "shadow", "stop_shadow"):
-        raise HTTPException(status_code=422, detail=f"mode must be primary, shadow or stop_shadow, not {data.mode!r}",
-                            extra={"field": "mode"})
+    if data.mode not in RELOAD_MODES:
+        raise HTTPException(status_code=422, detail=f"mode must be one of {', '.join(RELOAD_MODES)}, not "
+                            f"{data.mode!r}", extra={"field": "mode"})
     if data.rollout is not None and not 0.0 <= data.rollout <= 1.0:
         raise HTTPException(status_code=422, detail="rollout must be within [0, 1]", extra={"field": "rollout"})
     service = _service(request)

@@ -7,6 +7,7 @@ from collections import Counter as Tally
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
+ARMS = ("primary", "candidate", "interleave")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -54,6 +55,15 @@ class ServiceMetrics:
                                       registry=r)
         self.exposures = Counter("recsys_exposures_total", "Lists logged to the exposure log", ["arm"], registry=r)
         self.events = Counter("recsys_events_total", "Feedback events", ["type"], registry=r)
+        # per arm, what a rollout compares: the candidate's numbers against the primary's
+        self.arm_latency = Histogram("recsys_arm_latency_seconds", "Request latency by arm", ["arm"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.arm_degraded = Counter("recsys_arm_degraded_total", "Lists served degraded, by arm and kind (error: the "
+                                    "model raised or a route failed; fallback: any other fallback)", ["arm", "kind"],
+                                    registry=r)
+        self.arm_clicked_lists = Counter("recsys_arm_clicked_lists_total", "Served lists with at least one click, by arm",
+                                         ["arm"], registry=r)
+        self.shadow_errors = Counter("recsys_shadow_errors_total", "Shadow scorings that raised", registry=r)
 
     def initialise(self, routes: tuple[str, ...], cache_backend: str) -> None:
         """Label sets that must read 0 before anything happens, so alerts and dashboards see them."""
@@ -61,7 +71,12 @@ class ServiceMetrics:
             self.child(counter, cache_backend)
         for route in routes:
             self.route_failures.labels(route=route)
-        for mode in ("primary", "shadow", "follow", "rollback"):
+        for arm in ARMS:
+            self.exposures.labels(arm=arm)
+            self.arm_clicked_lists.labels(arm=arm)
+            for kind in ("error", "fallback"):
+                self.arm_degraded.labels(arm=arm, kind=kind)
+        for mode in ("primary", "shadow", "stop_shadow", "interleave", "follow", "rollback"):
             for result in ("ok", "refused"):
                 self.reloads.labels(mode=mode, result=result)
 

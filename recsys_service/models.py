@@ -14,6 +14,7 @@ from recsys_runtime.bundle_checks import smoke_queries
 from recsys_runtime.recommender import Recommender
 
 STATE_KEY = "recsys:deployment"
+RELOAD_MODES = ("primary", "shadow", "stop_shadow", "interleave")
 
 
 class ReloadRefused(RuntimeError):
@@ -30,13 +31,14 @@ class Deployment:
     shadow: Recommender | None = None
     previous: Recommender | None = None
     generation: int = 0
+    interleave: bool = False  # the candidate's share gets one list drafted from both models
 
     def roles(self) -> dict[str, str | None]:
         return {"primary": self.primary.version, "candidate": self.candidate.version if self.candidate else None,
                 "shadow": self.shadow.version if self.shadow else None}
 
     def state(self) -> dict:
-        return {**self.roles(), "rollout": self.rollout, "generation": self.generation}
+        return {**self.roles(), "rollout": self.rollout, "interleave": self.interleave, "generation": self.generation}
 
 
 def user_bucket(user_id: str | None) -> float:
@@ -131,8 +133,9 @@ class ModelManager:
 
     def reload(self, mode: str, version: str | None, rollout: float | None) -> Deployment:
         """``primary``: replace the serving model (a canary when 0 < rollout < 1). ``shadow``:
-        score the same requests in the background; ``stop_shadow``: stop that. Verification
-        failures raise ReloadRefused."""
+        score the same requests in the background; ``stop_shadow``: stop that. ``interleave``: the
+        ``rollout`` share of users get team-draft interleaved lists of the primary and ``version``.
+        Verification failures raise ReloadRefused."""
         with self._lock:
             current = self.deployment
             if mode == "stop_shadow":
@@ -142,8 +145,12 @@ class ModelManager:
             model = self.load_verified(version)
             if mode == "shadow":
                 new = replace(current, shadow=model, generation=current.generation + 1)
+            elif mode == "interleave":
+                new = replace(current, candidate=model, rollout=1.0 if rollout is None else rollout, interleave=True,
+                              generation=current.generation + 1)
             elif rollout is not None and 0.0 < rollout < 1.0:
-                new = replace(current, candidate=model, rollout=rollout, generation=current.generation + 1)
+                new = replace(current, candidate=model, rollout=rollout, interleave=False,
+                              generation=current.generation + 1)
             else:
                 new = Deployment(primary=model, previous=current.primary, shadow=current.shadow,
                                  generation=current.generation + 1)
@@ -157,7 +164,7 @@ class ModelManager:
         with self._lock:
             current = self.deployment
             if current.candidate is not None:
-                new = replace(current, candidate=None, rollout=0.0, generation=current.generation + 1)
+                new = replace(current, candidate=None, rollout=0.0, interleave=False, generation=current.generation + 1)
             else:
                 target = current.previous
                 if target is None:
@@ -174,7 +181,7 @@ class ModelManager:
     def choose(self, user_id: str | None) -> tuple[str, Recommender]:
         deployment = self.deployment
         if deployment.candidate is not None and user_bucket(user_id) < deployment.rollout:
-            return "candidate", deployment.candidate
+            return ("interleave" if deployment.interleave else "candidate"), deployment.candidate
         return "primary", deployment.primary
 
     # --- state shared by replicas through Redis -------------------------------------------
@@ -206,5 +213,6 @@ class ModelManager:
             shadow = self.load_verified(state["shadow"]) if state.get("shadow") else None
             self.deployment = Deployment(primary=primary, candidate=candidate, rollout=float(state.get("rollout", 0.0)),
                                          shadow=shadow, previous=current.primary if current else None,
-                                         generation=int(state.get("generation", 0)))
+                                         generation=int(state.get("generation", 0)),
+                                         interleave=bool(state.get("interleave", False)))
         return True

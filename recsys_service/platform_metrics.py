@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from recsys_registry.registry import RegistryFile
 
@@ -36,6 +37,18 @@ class PlatformCollector:
                 quality.add_metric([role, version], float(metrics["data_quality_score"]))
         yield ndcg
         yield quality
+        history = registry.data["history"] if registry else []
+        runs = CounterMetricFamily("recsys_retraining_runs", "Training runs by trigger and outcome (registry history)",
+                                   labels=["trigger", "outcome"])
+        for (trigger, outcome), count in sorted(Counter((e.get("trigger") or "manual", e.get("outcome") or "unknown")
+                                                        for e in history if e["action"] == "retraining").items()):
+            runs.add_metric([trigger, outcome], count)
+        yield runs
+        changes = CounterMetricFamily("recsys_champion_changes", "Changes of the champion alias by action",
+                                      labels=["action"])
+        for action, count in sorted(Counter(e["action"] for e in history if e.get("alias") == "champion").items()):
+            changes.add_metric([action], count)
+        yield changes
         waiting = GaugeMetricFamily("recsys_challenger_waiting_seconds",
                                     "How long the current challenger has waited without promotion (0: none)")
         waiting_since = registry.waiting_challenger() if registry else None

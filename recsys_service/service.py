@@ -12,6 +12,7 @@ import msgspec
 from litestar.exceptions import NotFoundException
 
 from recsys_runtime.candidates import route_names
+from recsys_runtime.interleave import TEAMS, seed_of, team_draft
 from recsys_runtime.recommender import Recommendation, Recommender
 from recsys_service.activity import ActivityStore
 from recsys_service.cache import LocalCache, RedisCache
@@ -24,6 +25,14 @@ from recsys_service.settings import ServiceSettings
 from recsys_service.shadow import ShadowScorer
 
 encode_json = msgspec.json.Encoder().encode
+ARM_CODES = {"primary": "p", "candidate": "c", "interleave": "i"}
+CODE_ARMS = {code: arm for arm, code in ARM_CODES.items()}
+CLICKED_LISTS_REMEMBERED = 200_000
+
+
+def arm_of(request_id: str | None) -> str | None:
+    """The arm that served a request, from the last character of its id (no lookup, any replica)."""
+    return CODE_ARMS.get(request_id[-1]) if request_id and len(request_id) == 32 else None
 
 
 class Service:
@@ -56,7 +65,9 @@ class Service:
         self.shadow = ShadowScorer(self.metrics, self.exposures)
         self.activity = ActivityStore(self.features, self.redis,
                                       lambda: self.metrics.cache_errors.labels(operation="features").inc())
-        self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()  # unique per process, no syscall
+        # unique per process, no syscall; the 32nd character names the arm
+        self._id_prefix, self._ids = uuid.uuid4().hex[:15], itertools.count()
+        self._clicked: dict[str, None] = {}  # request ids with a click, oldest first, bounded
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -95,9 +106,9 @@ class Service:
               explain: bool, exclude_seen: bool) -> bytes:
         """The JSON body of one recommendation request."""
         started = time.perf_counter()
-        request_id = f"{self._id_prefix}{next(self._ids):016x}"
         deployment = self.models.deployment
         arm, model = self.models.choose(user_id)
+        request_id = f"{self._id_prefix}{next(self._ids):016x}{ARM_CODES[arm]}"
         if item_id is not None and model.components.position(item_id) < 0:
             self.metrics.requests.labels(endpoint=endpoint, status="404").inc()
             raise NotFoundException(detail=f"unknown item_id {item_id!r}", extra={"field": "item_id"})
@@ -105,7 +116,7 @@ class Service:
         key = None
         if not explain:
             activity = hashlib.sha1("|".join(recent).encode()).hexdigest()[:12] if recent else "-"
-            key = (f"recsys:list:{deployment.generation}:{model.version}:{endpoint}:{item_id}:{user_id}:{top_n}:"
+            key = (f"recsys:list:{deployment.generation}:{model.version}:{arm}:{endpoint}:{item_id}:{user_id}:{top_n}:"
                    f"{','.join(sorted(categories or []))}:{activity}")
             hit = self.cache.get(key)
             if hit is not None:
@@ -113,17 +124,58 @@ class Service:
                 self._after(endpoint, hit, request_id, started, user_id, item_id, deployment, cached=True)
                 return hit.response(request_id, cached=True)
             self.metrics.child(self.metrics.cache_misses, self.cache.backend).inc()
-        try:
-            rec = model.recommend_many([user_id], [item_id], top_n, explain=explain, recent=[recent],
-                                       exclude=[recent] if exclude_seen else None, categories=categories,
-                                       exclude_seen=exclude_seen)[0]
-        except Exception as error:  # noqa: BLE001 - a broken model degrades to popular items
-            rec = model.popular_fallback(top_n, f"model error: {type(error).__name__}")
-        served = self._served(rec, model, arm, endpoint, explain)
+        ask = (top_n, explain, recent, exclude_seen, categories)
+        teams = None
+        rec = self._recommend(model, user_id, item_id, *ask)
+        if arm == "interleave":
+            rec, teams = self._interleave(self._recommend(deployment.primary, user_id, item_id, *ask), rec, top_n,
+                                          seed_of(user_id, item_id, endpoint))
+        served = self._served(rec, model, arm, endpoint, explain, teams)
         if key is not None:
             self.cache.set(key, served)
         self._after(endpoint, served, request_id, started, user_id, item_id, deployment, cached=False)
         return served.response(request_id, cached=False)
+
+    @staticmethod
+    def _recommend(model: Recommender, user_id, item_id, top_n, explain, recent, exclude_seen,
+                   categories) -> Recommendation:
+        try:
+            return model.recommend_many([user_id], [item_id], top_n, explain=explain, recent=[recent],
+                                        exclude=[recent] if exclude_seen else None, categories=categories,
+                                        exclude_seen=exclude_seen)[0]
+        except Exception as error:  # noqa: BLE001 - a broken model degrades to popular items
+            return model.popular_fallback(top_n, f"model error: {type(error).__name__}")
+
+    @staticmethod
+    def _interleave(primary: Recommendation, candidate: Recommendation, top_n: int,
+                    seed: int) -> tuple[Recommendation, list[str]]:
+        """One list drafted from both models' lists; each item keeps its own model's score and routes."""
+        lists = (primary, candidate)
+        picked, positions = team_draft(primary.items, candidate.items, top_n, seed)
+        chosen = [(lists[t], p) for t, p in zip(picked, positions, strict=True)]
+        contributions = None
+        if primary.contributions is not None and candidate.contributions is not None:
+            contributions = [rec.contributions[p] for rec, p in chosen]
+        merged = Recommendation(items=[rec.items[p] for rec, p in chosen], scores=[rec.scores[p] for rec, p in chosen],
+                                routes=[rec.routes[p] for rec, p in chosen], contributions=contributions,
+                                fallback=candidate.fallback or primary.fallback,
+                                failed_routes=tuple(sorted(set(primary.failed_routes) | set(candidate.failed_routes))))
+        return merged, [TEAMS[t] for t in picked]
+
+    def record_event(self, kind: str, request_id: str | None, item_id: str, user_id: str | None) -> None:
+        """An event into the metrics, the exposure log and the user's activity; the first click on a
+        list counts for its arm."""
+        self.metrics.events.labels(type=kind).inc()
+        self.exposures.write({"type": "event", "event": kind, "request_id": request_id, "item_id": item_id,
+                              "user_id": user_id, "time": time.time()})
+        arm = arm_of(request_id)
+        if kind == "click" and arm is not None and request_id not in self._clicked:
+            self._clicked[request_id] = None
+            if len(self._clicked) > CLICKED_LISTS_REMEMBERED:
+                del self._clicked[next(iter(self._clicked))]
+            self.metrics.child(self.metrics.arm_clicked_lists, arm).inc()
+        if user_id:
+            self.activity.remember(user_id, item_id)
 
     def is_local(self) -> bool:
         """No network round trip on the request path (no Redis, no feature store): the work is CPU
@@ -138,25 +190,37 @@ class Service:
         return self.models.deployment.primary.stored_similar_row(item_id) >= 0
 
     @staticmethod
-    def _served(rec: Recommendation, model: Recommender, arm: str, endpoint: str, explain: bool) -> ServedList:
+    def _served(rec: Recommendation, model: Recommender, arm: str, endpoint: str, explain: bool,
+                teams: list[str] | None = None) -> ServedList:
         items = []
         for position, (item, score, routes) in enumerate(zip(rec.items, rec.scores, rec.routes, strict=True)):
             entry = {"item_id": str(item), "score": round(float(score), 6), "routes": routes}
+            if teams is not None:
+                entry["team"] = teams[position]
             if explain and rec.contributions is not None:
                 entry["contributions"] = {k: round(v, 6) for k, v in rec.contributions[position].items()}
             items.append(entry)
         body = {"items": items, "model_version": model.version, "arm": arm, "endpoint": endpoint,
                 "fallback": {"reason": rec.fallback} if rec.fallback else None, "failed_routes": list(rec.failed_routes)}
         ids = tuple(i["item_id"] for i in items)
+        exposed = [{"item_id": i, "position": p} for p, i in enumerate(ids, 1)]
+        if teams is not None:
+            exposed = [{**entry, "team": team} for entry, team in zip(exposed, teams, strict=True)]
         return ServedList(body=encode_json(body), items=ids, routes=tuple(r for routes in rec.routes for r in routes),
                           fallback=rec.fallback, failed_routes=tuple(rec.failed_routes), model_version=model.version,
-                          arm=arm, exposed=encode_json([{"item_id": i, "position": p} for p, i in enumerate(ids, 1)]))
+                          arm=arm, exposed=encode_json(exposed))
 
     def _after(self, endpoint: str, served: ServedList, request_id: str, started: float, user_id, item_id, deployment,
                cached: bool) -> None:
         m = self.metrics
-        m.child(m.latency, endpoint).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        m.child(m.latency, endpoint).observe(elapsed)
+        m.child(m.arm_latency, served.arm).observe(elapsed)
         m.child(m.requests, endpoint, "200").inc()
+        if served.failed_routes or (served.fallback or "").startswith("model error"):
+            m.child(m.arm_degraded, served.arm, "error").inc()
+        elif served.fallback:
+            m.child(m.arm_degraded, served.arm, "fallback").inc()
         if served.fallback:
             m.child(m.fallbacks, endpoint, served.fallback).inc()
         for route in served.failed_routes:

@@ -39,8 +39,8 @@ class ShadowScorer:
             self.exposures.write({"type": "shadow", "request_id": request_id, "time": time.time(),
                                   "model_version": shadow.version, "items": other, "overlap@10": overlap,
                                   "rbo": rbo, "latency_ms": elapsed * 1000})
-        except Exception:  # noqa: BLE001 - the shadow never affects serving
-            pass
+        except Exception:  # noqa: BLE001 - the shadow never affects serving; a rollout reads the count
+            self.metrics.shadow_errors.inc()
         finally:
             self.pending -= 1
 

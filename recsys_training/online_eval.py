@@ -62,13 +62,15 @@ def read_log(path: Path) -> ExposureLog:
 
 
 def _shown(lists: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    columns = ["request_id", "time", "model_version", "endpoint", "arm", "item_id", "position"]
+    columns = ["request_id", "time", "model_version", "endpoint", "arm", "item_id", "position", "team"]
     if lists.empty:
         return pd.DataFrame(columns=[*columns, "clicked", "converted"])
     exploded = lists[["request_id", "time", "model_version", "endpoint", "arm", "items"]].explode("items").dropna(
         subset=["items"])
     entries = pd.json_normalize(exploded["items"].tolist())
     shown = exploded.drop(columns="items").reset_index(drop=True).join(entries)
+    if "team" not in shown:
+        shown["team"] = pd.Series(None, index=shown.index, dtype=object)
     for kind, column in (("click", "clicked"), ("conversion", "converted")):
         hits = events.loc[events["event"] == kind, ["request_id", "item_id"]].drop_duplicates().assign(**{column: True})
         shown = shown.merge(hits, on=["request_id", "item_id"], how="left")
@@ -81,7 +83,7 @@ def exposure_metrics(log: ExposureLog, catalog_size: int, now: float, windows: d
     """Per window, per (model version, endpoint, arm): lists, impressions, clicks, CTR, list CTR,
     conversion, coverage and click rate by position; plus shadow agreement per version."""
     out: dict = {"windows": {}, "shadow": [], "lists": int(len(log.lists)), "bad_lines": log.bad_lines,
-                 "arms": arm_comparison(log.shown)}
+                 "arms": arm_comparison(log.shown), "interleaving": interleaving_preference(log.shown)}
     for name, seconds in windows.items():
         shown = log.shown if seconds is None else log.shown[log.shown["time"] >= now - seconds]
         groups = []
@@ -124,6 +126,31 @@ def arm_comparison(shown: pd.DataFrame, z: float = 1.96) -> list[dict]:
         out.append({"endpoint": endpoint, "primary_list_ctr": float(p1), "candidate_list_ctr": float(p2),
                     "difference": float(p2 - p1), "ci_low": float(p2 - p1 - z * se), "ci_high": float(p2 - p1 + z * se),
                     "primary_lists": int(n1), "candidate_lists": int(n2)})
+    return out
+
+
+def interleaving_preference(shown: pd.DataFrame, z: float = 1.96) -> list[dict]:
+    """Per (endpoint, candidate version) of team-draft interleaved lists: each click is credited to
+    the model that placed the item; a list is won by the model with more clicks on it. The
+    preference is the mean of +1 (candidate won), -1 (primary won) and 0 (tie or no click) over the
+    interleaved lists, with a normal-approximation 95% interval (lists are the units)."""
+    part = shown[shown["arm"] == "interleave"] if not shown.empty else shown
+    if part.empty:
+        return []
+    credit = part.assign(candidate=part["clicked"] & (part["team"] == "candidate"),
+                         primary=part["clicked"] & (part["team"] == "primary"))
+    per_list = credit.groupby(["endpoint", "model_version", "request_id"])[["candidate", "primary"]].sum()
+    per_list["outcome"] = np.sign(per_list["candidate"] - per_list["primary"])
+    out = []
+    for (endpoint, version), lists in per_list.groupby(level=[0, 1]):
+        outcome = lists["outcome"].to_numpy(dtype=float)
+        n = len(outcome)
+        mean, sd = float(outcome.mean()), float(outcome.std(ddof=1)) if n > 1 else 0.0
+        half = z * sd / np.sqrt(n) if n > 1 else 1.0
+        out.append({"endpoint": endpoint, "candidate_version": version, "lists": int(n),
+                    "candidate_wins": int((outcome > 0).sum()), "primary_wins": int((outcome < 0).sum()),
+                    "ties": int(((outcome == 0) & (lists["candidate"] + lists["primary"] > 0)).sum()),
+                    "preference": mean, "ci_low": mean - half, "ci_high": mean + half})
     return out
 
 

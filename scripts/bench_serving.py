@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys_delivery.service_client import reload_model
 from recsys_registry.registry import ModelRegistry, RegistryFile
 from recsys_runtime.bundle import load_bundle
 from recsys_runtime.components import Components
-from recsys_service.admin_client import reload_model
 from recsys_service.settings import ServiceSettings
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))

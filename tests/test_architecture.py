@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER = {"recsys_runtime": 0, "recsys_registry": 0, "recsys_training": 1, "recsys_service": 1, "recsys_assets": 2}
+LAYER = {"recsys_runtime": 0, "recsys_registry": 0, "recsys_training": 1, "recsys_service": 1, "recsys_delivery": 1,
+         "recsys_assets": 2}
 SETTINGS_MODULES = {"recsys_service.settings", "recsys_assets.settings"}
 
 

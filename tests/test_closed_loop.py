@@ -4,68 +4,24 @@ with no failed request; the exposure metrics then report the new version. Then a
 worse challenger is rejected and the champion stays."""
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from recsys_assets.defs.automation import drift_retraining, notify_on_failure, reload_service_on_promotion
-from recsys_assets.defs.resources import DriftPolicyResource, NotifierResource, ServiceAdminResource
+from recsys_assets.defs.resources import DriftPolicyResource, NotifierResource, RolloutResource, ServiceAdminResource
 from recsys_registry.registry import RegistryFile
-from recsys_service.app import create_app
 from recsys_service.settings import ServiceSettings
 from recsys_training import synthetic
-from tests.pipeline_helpers import checks, materialised, materialize, metadata
+from tests.pipeline_helpers import checks, materialised, materialize, metadata, resources
+from tests.running_service import RunningService
 from tests.webhook_server import Webhook
 
 TOKEN = "loop-token"
 TRAIN = dg.AssetSelection.all() - dg.AssetSelection.groups("monitoring")
 MONITOR = dg.AssetSelection.groups("raw", "monitoring")
-
-
-class RunningService:
-    """The Litestar app under uvicorn in a thread, on a free port."""
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline, "service did not start"
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-
-    def traffic(self, users: list[str], items: list[str], rng: np.random.Generator, click_rate: float = 0.3) -> int:
-        """Detail-page requests, and clicks on some of the served items; returns failures."""
-        failures = 0
-        for user, item in zip(users, items, strict=True):
-            response = self.client.get(f"/recommend/detail/{item}", params={"user_id": user})
-            if response.status_code >= 500:
-                failures += 1
-            if response.status_code != 200:  # 404: an item the serving model does not know yet
-                continue
-            body = response.json()
-            if body["items"] and rng.random() < click_rate:
-                position = min(int(rng.geometric(0.4)), len(body["items"])) - 1
-                self.client.post("/events", json={"request_id": body["request_id"], "user_id": user,
-                                                  "item_id": body["items"][position]["item_id"]})
-        return failures
-
-    def stop(self) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _write_export(directory, tables, interactions):
@@ -125,7 +81,9 @@ def loop(tmp_path_factory):
                                     list(rng.choice(new_items, 60)), np.random.default_rng(k), 0.0)
                         for k in range(4)]
                 promoted = dg.build_sensor_context(instance=instance, resources={
-                    "service_admin": ServiceAdminResource(url=service.url, token=TOKEN), "notifier": notifier})
+                    **{k: v for k, v in resources(tmp).items() if k in ("storage", "mlflow_tracking")},
+                    "service_admin": ServiceAdminResource(url=service.url, token=TOKEN), "notifier": notifier,
+                    "rollout": RolloutResource(on_promotion="reload")})
                 out["reload"] = reload_service_on_promotion(promoted)
                 out["failures_during_reload"] = sum(f.result() for f in load)
             out["ready"] = service.client.get("/ready").json()
@@ -143,7 +101,8 @@ def loop(tmp_path_factory):
         run = instance.get_run_by_id(out["worse"].run_id)
         failure = dg.build_run_status_sensor_context(
             sensor_name="notify_on_failure", dagster_instance=instance, dagster_run=run,
-            dagster_event=out["worse"].get_run_failure_event(), resources={"notifier": notifier})
+            dagster_event=out["worse"].get_run_failure_event(),
+            resources={"notifier": notifier, "mlflow_tracking": resources(tmp)["mlflow_tracking"]})
         notify_on_failure(failure.for_run_failure())
     return out
 
@@ -183,7 +142,7 @@ def test_the_retrained_challenger_is_better_and_promoted(loop):
 
 def test_the_service_reloads_the_new_champion_without_a_failed_request(loop):
     v2 = metadata(loop["retrain"], "challenger")["version"]
-    assert isinstance(loop["reload"], dg.SkipReason) and f"service reloaded: {v2}" in loop["reload"].skip_message
+    assert f"service reloaded: {v2}" in loop["reload"].skip_reason.skip_message
     assert loop["ready"]["primary"] == v2
     assert loop["failures_during_reload"] == 0 and loop["failures_after"] == 0
     assert any(t.startswith(f"*Promoted {v2} to champion*") for t in loop["hook"].texts())
@@ -208,3 +167,17 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(loop):
     assert registry.champion == loop["champion_before_worse"] == metadata(loop["retrain"], "challenger")["version"]
     rejected = [t for t in loop["hook"].texts() if t.startswith("*Challenger rejected")]
     assert rejected and "beats_champion" in rejected[0]
+
+
+def test_training_outcomes_and_champion_changes_are_prometheus_counters(loop):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from recsys_service.platform_metrics import PlatformCollector
+
+    registry = CollectorRegistry()
+    registry.register(PlatformCollector(loop["tmp"] / "models" / "model_registry.json", loop["tmp"] / "data"))
+    text = generate_latest(registry).decode()
+    assert 'recsys_retraining_runs_total{outcome="promoted",trigger="manual"} 1.0' in text  # the first model
+    assert 'recsys_retraining_runs_total{outcome="promoted",trigger="drift"} 1.0' in text
+    assert 'recsys_retraining_runs_total{outcome="rejected",trigger="manual"} 1.0' in text  # the worse one
+    assert 'recsys_champion_changes_total{action="promote"} 2.0' in text

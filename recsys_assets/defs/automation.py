@@ -8,14 +8,18 @@ import dagster as dg
 
 from recsys_assets import settings
 from recsys_assets.defs import jobs
+from recsys_assets.defs.delivery import decision_event
 from recsys_assets.defs.gate import GATE_CHECKS
 from recsys_assets.defs.resources import (
     DriftPolicyResource,
     NotifierResource,
     PromotionGateResource,
+    RolloutResource,
     ServiceAdminResource,
+    StorageResource,
 )
 from recsys_assets.defs.tracking import MlflowResource
+from recsys_delivery.rollout import ADVANCE, PAUSED, RUNNING, Decision, stage_name
 from recsys_registry.registry import RegistryFile
 
 
@@ -80,9 +84,12 @@ def drift_retraining(context: dg.SensorEvaluationContext, notifier: NotifierReso
 
 @dg.sensor(default_status=_status(), minimum_interval_seconds=30)
 def reload_service_on_promotion(context: dg.SensorEvaluationContext, service_admin: ServiceAdminResource,
-                                notifier: NotifierResource):
-    """A new champion materialization: tell the service to load it (RECSYS_SERVICE_URL) and notify.
-    The cursor is the last champion event handled, so each promotion is acted on once."""
+                                notifier: NotifierResource, rollout: RolloutResource, storage: StorageResource,
+                                mlflow_tracking: MlflowResource):
+    """A new champion materialization reaches the service (RECSYS_SERVICE_URL): as the start of a
+    staged rollout (RECSYS_ROLLOUT_ON_PROMOTION=rollout, the default; ``drive_rollout`` takes it from
+    there) or as the primary at once (``reload``). The cursor is the last champion event handled, so
+    each promotion is acted on once."""
     records = context.instance.fetch_materializations(dg.AssetKey("champion"), limit=1).records
     if not records or (context.cursor and records[0].storage_id <= int(context.cursor)):
         return dg.SkipReason("no new champion")
@@ -91,14 +98,30 @@ def reload_service_on_promotion(context: dg.SensorEvaluationContext, service_adm
     metadata = record.asset_materialization.metadata
     version = metadata["version"].value
     lines = [f"previous: {metadata['previous'].value}", f"ndcg@10: {metadata['ndcg@10'].value:.4f}"]
+    events = []
     try:
-        state = service_admin.reload(version)
-        lines.append(f"service reloaded: {state.get('primary', 'no service configured')}")
+        if not service_admin.url:
+            lines.append("no service configured")
+        elif rollout.on_promotion == "rollout":
+            driver = rollout.rollout(storage.models_dir, service_admin)
+            running = driver.state()
+            if running and running["status"] in (RUNNING, PAUSED):
+                driver.abort(f"superseded by the promotion of {version}")
+                lines.append(f"aborted the rollout of {running['version']}")
+            state = driver.start(version)
+            decision = Decision(ADVANCE, f"rollout started against {state['baseline']}")
+            mlflow_tracking.registry().record_rollout(version, "start", stage_name(state["policy"]["stages"][0]),
+                                                      decision.reason)
+            events.append(decision_event(state, decision))
+            lines.append(f"rollout started: {stage_name(state['policy']['stages'][0])} first")
+        else:
+            state = service_admin.reload(version)
+            lines.append(f"service reloaded: {state.get('primary')}")
     except Exception as error:  # noqa: BLE001 - reported; a later promotion is handled as usual
-        lines.append(f"service reload failed: {error}")
-        context.log.warning(f"reload of {version} failed: {error}")
+        lines.append(f"service update failed: {error}")
+        context.log.warning(f"updating the service to {version} failed: {error}")
     notifier.send(f"Promoted {version} to champion", lines)
-    return dg.SkipReason("; ".join(lines))
+    return dg.SensorResult(asset_events=events, skip_reason=None if events else "; ".join(lines))
 
 
 def _failed_gate_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -112,10 +135,15 @@ def _failed_gate_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 @dg.run_failure_sensor(default_status=_status(), monitored_jobs=[jobs.train_and_evaluate, jobs.monitor])
-def notify_on_failure(context: dg.RunFailureSensorContext, notifier: NotifierResource):
-    """A failed run: a gate that said no is a rejection (with its reasons), anything else a failure."""
+def notify_on_failure(context: dg.RunFailureSensorContext, notifier: NotifierResource,
+                      mlflow_tracking: MlflowResource):
+    """A failed run: a gate that said no is a rejection (with its reasons), anything else a failure;
+    a training run's outcome goes into the registry history (``recsys_retraining_runs_total``)."""
     run = context.dagster_run
     rejected = _failed_gate_checks(context.instance, run.run_id)
+    if run.job_name != jobs.monitor.name:
+        mlflow_tracking.registry(with_mlflow=False).record_retraining(
+            run.run_id, run.tags.get("recsys/trigger", "manual"), "rejected" if rejected else "failed")
     if rejected:
         notifier.send(f"Challenger rejected (run {run.run_id[:8]})", rejected)
     else:

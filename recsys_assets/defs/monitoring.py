@@ -112,6 +112,8 @@ def exposure_metrics(context: dg.AssetExecutionContext, config: ExposureWindows,
         "shadow": dg.MetadataValue.json(metrics["shadow"]),
         "canary_vs_primary": dg.MetadataValue.md(pd.DataFrame(metrics["arms"]).round(4).to_markdown(index=False)
                                                   if metrics["arms"] else "no canary in the log"),
+        "interleaving": dg.MetadataValue.md(pd.DataFrame(metrics["interleaving"]).round(4).to_markdown(index=False)
+                                            if metrics["interleaving"] else "no interleaved lists in the log"),
     })
     return metrics
 

@@ -61,6 +61,8 @@ def champion(context: dg.AssetExecutionContext, mlflow_tracking: MlflowResource,
     registry = mlflow_tracking.registry()
     previous = registry.file.champion
     registry.promote(challenger.version, reason="passed the promotion gate")
+    registry.record_retraining(context.run_id, context.run.tags.get("recsys/trigger", "manual"), "promoted",
+                               challenger.version)
     context.add_output_metadata({"version": challenger.version, "previous": previous or "none",
                                  "ndcg@10": challenger.metrics.ndcg,
                                  "registry": dg.MetadataValue.path(str(mlflow_tracking.registry_path))})

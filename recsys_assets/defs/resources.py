@@ -9,7 +9,8 @@ from recsys_assets import settings
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.tracking import MlflowResource
 from recsys_assets.table_io import TableIOManager
-from recsys_service.admin_client import reload_model
+from recsys_delivery.rollout import Rollout, RolloutPolicy
+from recsys_delivery.service_client import ServiceClient, reload_model
 from recsys_training import notify, promotion, sources, synthetic
 from recsys_training.drift import DriftThresholds
 
@@ -74,6 +75,7 @@ class DataSourceResource(dg.ConfigurableResource):
 
 _GATE = promotion.GateThresholds()
 _DRIFT = DriftThresholds()
+_ROLLOUT = RolloutPolicy()
 
 
 class PromotionGateResource(dg.ConfigurableResource):
@@ -142,6 +144,33 @@ class ServiceAdminResource(dg.ConfigurableResource):
         return reload_model(self.url, self.token, version) if self.url else {}
 
 
+class RolloutResource(dg.ConfigurableResource):
+    """How a promoted champion reaches users (defaults: ``RolloutPolicy``; RECSYS_ROLLOUT_*
+    variables override them). ``on_promotion``: ``rollout`` (staged, judged by the rollout sensor)
+    or ``reload`` (primary at once). ``stages``: comma-separated shares of users on the candidate.
+    ``replica_urls``: comma-separated replicas whose /metrics are summed (default: the service URL)."""
+
+    on_promotion: str = "rollout"
+    stages: str = ",".join(f"{s:g}" for s in _ROLLOUT.stages)
+    min_lists: int = _ROLLOUT.min_lists
+    min_seconds: float = _ROLLOUT.min_seconds
+    max_error_excess: float = _ROLLOUT.max_error_excess
+    latency_p99_ms: float = _ROLLOUT.latency_p99_ms
+    click_tolerance: float = _ROLLOUT.click_tolerance
+    alpha: float = _ROLLOUT.alpha
+    planned_lists: int = _ROLLOUT.planned_lists
+    replica_urls: str = ""
+
+    def policy(self) -> RolloutPolicy:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RolloutPolicy) if f.name != "stages"}
+        return RolloutPolicy(stages=tuple(float(s) for s in self.stages.split(",") if s.strip()), **values)
+
+    def rollout(self, models_dir: Path, service_admin: "ServiceAdminResource") -> Rollout:
+        replicas = tuple(u.strip() for u in self.replica_urls.split(",") if u.strip())
+        client = ServiceClient(service_admin.url, service_admin.token, replicas)
+        return Rollout(Path(models_dir) / "rollout.json", client, self.policy())
+
+
 def resources_from_environment() -> dict:
     """Every resource, configured from the environment through ``settings``; secrets (database URL,
     webhook URL, admin token) as ``dg.EnvVar`` so the UI shows their names, never their values."""
@@ -166,6 +195,7 @@ def resources_from_environment() -> dict:
         "service_admin": ServiceAdminResource(url=service_url, token=settings.secret("RECSYS_ADMIN_TOKEN")),
         "promotion_gate": PromotionGateResource(**settings.gate_settings()),
         "drift_policy": DriftPolicyResource(**settings.drift_settings()),
+        "rollout": RolloutResource(**settings.rollout_settings()),
     }
 
 
