@@ -45,7 +45,7 @@ FAST = RolloutPolicy(stages=(0.0, 0.25, 0.5, 1.0), min_lists=150, min_seconds=0.
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout-bundles")
-    for seed, version in ((1, "v1"), (2, "v2")):
+    for seed, version in ((1, "v1"), (2, "v2"), (1, "v1-again")):  # v1-again: v1 trained again, for A/A
         build_bundle(root / version, seed, version)
     return root
 
@@ -53,7 +53,7 @@ def bundles(tmp_path_factory):
 @pytest.fixture
 def service(bundles, tmp_path):
     registry = ModelRegistry(tmp_path / "models" / "model_registry.json")
-    for version in ("v1", "v2"):
+    for version in ("v1", "v2", "v1-again"):
         registry.register(version, {"path": str(bundles / version)})
     registry.promote("v1", "test")
     registry.promote("v2", "passed the gate")  # the new champion, which the service does not serve yet
@@ -195,6 +195,27 @@ def test_per_arm_numbers_are_read_from_the_service_metrics(service):
     assert (primary["clicked"], candidate["clicked"]) == (served["v1"], served["v2"])  # every list clicked once
     assert candidate["latency"]["+Inf"] == served["v2"]
     assert 0 < arm_numbers.quantile_ms(candidate["latency"], 0.99) <= 1_000
+
+
+def test_aa_rollouts_on_the_running_service_false_alarm_in_at_most_one_of_20_seeds(service, tmp_path):
+    """The same model trained twice, rolled out against itself: each seed is a canary stage judged
+    at every tick on the service's own counters, with clicks at the same rate on both arms."""
+    policy = RolloutPolicy(stages=(0.5, 1.0), min_lists=10**9, min_seconds=0.0, latency_p99_ms=1_000.0)
+    driver = Rollout(tmp_path / "models" / "rollout.json", ServiceClient(service.url, TOKEN), policy)
+    alarms, lists = 0, 0
+    for seed in range(20):
+        driver.start("v1-again")
+        rng = np.random.default_rng(100 + seed)
+        for _ in range(4):
+            served = traffic(service, {"v1": 0.2, "v1-again": 0.2}, rng, 150)
+            lists += served.get("v1-again", 0)
+            if driver.tick().action != HOLD:
+                alarms += 1
+                break
+        if driver.state()["status"] == "running":
+            driver.abort("next seed")
+    assert lists > 20 * 4 * 150 * 0.3  # the candidate arm really served
+    assert alarms <= 1, alarms
 
 
 def _aa_false_alarm(seed: int, share: float = 0.25, ticks: int = 60, per_tick: int = 400, rate: float = 0.2) -> bool:

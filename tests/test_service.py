@@ -316,6 +316,8 @@ def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, 
     registry["aliases"]["challenger"] = "v2"
     registry["history"].append({"time": "2026-01-01T00:00:00Z", "alias": "challenger", "action": "register",
                                 "version": "v2", "previous": None, "reason": "test"})
+    registry["history"].append({"time": "2026-01-01T00:00:00Z", "alias": None, "action": "retraining",
+                                "version": None, "run_id": "r1", "trigger": "drift", "outcome": "rejected"})
     own_models = tmp_path / "models"
     own_models.mkdir()
     (own_models / "model_registry.json").write_text(json.dumps(registry))
@@ -337,6 +339,8 @@ def test_alert_rules_and_dashboard_use_only_metrics_the_service_exports(models, 
     assert samples[("recsys_drift_confirmed", (("source", "interactions"),))] == 1.0
     assert samples[("recsys_registry_ndcg_at_10", (("role", "challenger"), ("version", "v2")))] == 0.33
     assert samples[("recsys_challenger_waiting_seconds", ())] > 86_400
+    assert samples[("recsys_retraining_runs_total", (("outcome", "rejected"), ("trigger", "drift")))] == 1.0
+    assert samples[("recsys_champion_changes_total", (("action", "promote"),))] == 1.0
 
 
 def test_alert_rules_pass_promtool():
