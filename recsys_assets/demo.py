@@ -1,4 +1,5 @@
-"""`make demo`: materialise the whole graph on the configured source and print the evaluation."""
+"""`make demo`: materialise the whole graph on the configured source, one line per finished step,
+then the evaluation tables."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import dagster as dg
 
 from recsys_assets import settings
 from recsys_assets.definitions import defs
+from recsys_assets.progress import with_progress
 from recsys_training.evaluation import markdown_table
 
 
 def main() -> int:
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    result = defs().resolve_job_def("train_and_evaluate").execute_in_process(instance=instance, raise_on_error=False)
+    job, run_config = with_progress(defs().resolve_job_def("train_and_evaluate"))
+    print(f"train_and_evaluate: {run_config['loggers']['progress']['config']['steps']} steps on "
+          f"{settings.source_kind()} data; every event is in the run's log (make ui)", flush=True)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     checks = result.get_asset_check_evaluations()
     failed_checks = [c for c in checks if not c.passed]
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

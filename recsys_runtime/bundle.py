@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recsys_runtime.candidates import FEATURES, route_names
@@ -23,6 +24,7 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 SPARSE_FILES = ("ease", "covisitation", "categories")
 SIMILAR_FILE = "similar.npz"
+CATALOG_FILE = "catalog.parquet"
 HNSW_FILE = "content_hnsw.faiss"
 
 
@@ -39,9 +41,11 @@ def sha256(path: Path) -> str:
 
 
 def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metadata: dict,
-                similar: SimilarTable | None = None) -> dict:
+                similar: SimilarTable | None = None, catalog: pd.DataFrame | None = None) -> dict:
     """Write the bundle to ``target`` atomically (a temporary sibling, then a rename).
-    ``similar``: precomputed "similar to X" lists (``Recommender.precompute_similar``)."""
+    ``similar``: precomputed "similar to X" lists (``Recommender.precompute_similar``).
+    ``catalog``: the items table; the served items' titles and categories are kept for people
+    (the explorer page), never read on the request path."""
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -69,6 +73,10 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
     graph = components.content_index.graph()
     if graph is not None:
         (staging / HNSW_FILE).write_bytes(graph.tobytes())
+    if catalog is not None:
+        served = catalog[catalog["item_id"].astype(str).isin(set(map(str, components.items)))]
+        columns = [c for c in ("item_id", "title", "categories") if c in served]
+        served[columns].astype(str).to_parquet(staging / CATALOG_FILE, index=False)
     ranker.save_model(str(staging / "ranker.txt"))
     files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
     manifest = {
@@ -159,4 +167,6 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
     if SIMILAR_FILE in manifest["files"]:
         with np.load(path / SIMILAR_FILE, allow_pickle=False) as table:
             recommender.similar_table = SimilarTable(**{k: table[k] for k in table.files})
+    if CATALOG_FILE in manifest["files"]:
+        recommender.catalog_path = path / CATALOG_FILE
     return recommender

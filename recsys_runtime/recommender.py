@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class Recommender:
     per_route: int = 100
     version: str = "unversioned"
     similar_table: SimilarTable | None = field(default=None, init=False)
+    catalog_path: Path | None = field(default=None, init=False)  # titles for people, not for requests
     state_cache_bytes: int = DEFAULT_BUDGET_BYTES  # the initial budget of ``user_states``
     routes: tuple[Route, ...] = ROUTES
 

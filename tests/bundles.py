@@ -33,4 +33,5 @@ def build_bundle(target: Path, seed: int, version: str, precompute: bool = False
         recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir), version=version)
         recommender.precompute_similar(len(serving.items) // 2)
         similar = recommender.similar_table
-    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100}, similar=similar)
+    save_bundle(serving, booster, target, {"version": version, "ranker": info, "per_route": 100}, similar=similar,
+                catalog=tables.items.rows)

@@ -35,7 +35,9 @@ def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(definitions)
     graph = definitions.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(ASSETS) | {"exposure_log"}
+    assert keys == set(ASSETS) | {"exposure_log", "rollout"}
+    # the rollout sensor and `recsys rollout` record it; no job materialises it
+    assert not graph.get(dg.AssetKey("rollout")).is_materializable
     # the service writes the exposure log; the monitoring assets and the off-policy check depend on it
     log = dg.AssetKey("exposure_log")
     assert not graph.get(log).is_materializable

@@ -115,7 +115,7 @@ def model_bundle(
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
         "collaborative": collaborative_description(), "state_history": STATE_HISTORY,
-    }, similar=recommender.similar_table)
+    }, similar=recommender.similar_table, catalog=raw_items)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({
         "version": version, "path": dg.MetadataValue.path(str(target)), "items": manifest["items"],
