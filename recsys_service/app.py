@@ -14,6 +14,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.response.base import ASGIResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recsys_service import explorer
 from recsys_service.models import RELOAD_MODES, ReloadRefused
 from recsys_service.schemas import LIST_RESPONSES, Event, ReloadRequest, TopN
 from recsys_service.service import Service
@@ -173,7 +174,8 @@ def create_app(settings: ServiceSettings | None = None) -> Litestar:
         RateLimitConfig(rate_limit=("minute", settings.admin_rate_limit)).middleware])
     event_intake = Router(path="/", route_handlers=[events], request_max_body_size=settings.max_event_bytes)
     app = Litestar(
-        route_handlers=[similar, recommend_detail, recommend_user, health, ready, metrics, event_intake, admin],
+        route_handlers=[similar, recommend_detail, recommend_user, health, ready, metrics, event_intake, admin,
+                        *explorer.HANDLERS],
         lifespan=[lifespan],
     )
     app.state.service = service

@@ -18,6 +18,11 @@ def _ranker_cache() -> Path:
     return Path(_env("RECSYS_RANKER_CACHE", str(default)))
 
 
+def _mlflow_ui() -> str:
+    tracking = _env("MLFLOW_TRACKING_URI", "")
+    return tracking if tracking.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """RECSYS_MODELS_DIR (models/): registry file and bundles. RECSYS_BUNDLE: serve this bundle
@@ -39,7 +44,9 @@ class ServiceSettings:
     compiled forests are kept. Input limits (a larger input gets a 4xx naming the field):
     RECSYS_MAX_ID_LENGTH (256 characters: item, user and request ids), RECSYS_MAX_CATEGORIES (20
     ``category`` values), RECSYS_MAX_EVENT_BYTES (4096: body of one /events request, else 413),
-    RECSYS_ADMIN_RATE_LIMIT (30 requests per minute per client on the admin endpoints, else 429)."""
+    RECSYS_ADMIN_RATE_LIMIT (30 requests per minute per client on the admin endpoints, else 429).
+    The explorer page's links: RECSYS_DAGSTER_UI_URL (http://127.0.0.1:3000) and
+    RECSYS_MLFLOW_UI_URL (MLFLOW_TRACKING_URI when it is an http address, else http://127.0.0.1:5000)."""
 
     models_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_MODELS_DIR", str(PROJECT_ROOT / "models"))))
     bundle: str = field(default_factory=lambda: _env("RECSYS_BUNDLE", ""))
@@ -64,6 +71,8 @@ class ServiceSettings:
     max_categories: int = field(default_factory=lambda: int(_env("RECSYS_MAX_CATEGORIES", "20")))
     max_event_bytes: int = field(default_factory=lambda: int(_env("RECSYS_MAX_EVENT_BYTES", "4096")))
     admin_rate_limit: int = field(default_factory=lambda: int(_env("RECSYS_ADMIN_RATE_LIMIT", "30")))
+    dagster_ui_url: str = field(default_factory=lambda: _env("RECSYS_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/"))
+    mlflow_ui_url: str = field(default_factory=lambda: _env("RECSYS_MLFLOW_UI_URL", _mlflow_ui()).rstrip("/"))
 
     @property
     def registry_path(self) -> Path:
