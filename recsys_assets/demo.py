@@ -4,8 +4,10 @@ then the evaluation tables."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+import warnings
 
 import dagster as dg
 
@@ -15,7 +17,17 @@ from recsys_assets.progress import with_progress
 from recsys_training.evaluation import markdown_table
 
 
+def _quiet_console() -> None:
+    """The console shows the progress lines: no beta notices, no INFO from MLflow, no weight-loading bars."""
+    import transformers
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    transformers.utils.logging.disable_progress_bar()
+
+
 def main() -> int:
+    _quiet_console()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     job, run_config = with_progress(defs().resolve_job_def("train_and_evaluate"))

@@ -67,8 +67,9 @@ class ProgressHandler(logging.Handler):
                 materialization.asset_key.to_user_string() + (f" ({shown})" if shown else ""))
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
-            self.checks.setdefault(step, []).append(evaluation.check_name if evaluation.passed
-                                                    else f"{evaluation.check_name} FAILED")
+            self.checks.setdefault(step, []).append(
+                f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+                + ("" if evaluation.passed else " FAILED"))
             if not evaluation.passed:
                 reason = evaluation.metadata.get("reason") or evaluation.metadata.get("problems")
                 severity = "warning" if evaluation.severity == dg.AssetCheckSeverity.WARN else "blocking"
@@ -78,8 +79,8 @@ class ProgressHandler(logging.Handler):
                       dg.DagsterEventType.STEP_SKIPPED):
             self.done += 1
             seconds = time.perf_counter() - self.started.pop(step, time.perf_counter())
-            what = ", ".join(self.assets.pop(step, []) or [step])
             checks = self.checks.pop(step, [])
+            what = ", ".join(self.assets.pop(step, []) or (["checks"] if checks else [step]))
             outcome = {dg.DagsterEventType.STEP_SUCCESS: "", dg.DagsterEventType.STEP_FAILURE: "  FAILED",
                        dg.DagsterEventType.STEP_SKIPPED: "  skipped"}[kind]
             line = f"[{self.done:>2}/{self.total}] {what}  {seconds:.1f} s{outcome}"

@@ -36,7 +36,8 @@ def test_one_line_per_step_with_warnings_and_failures_in_full(capsys):
     assert "  warning (downstream): 3 rows rejected: unknown item in interactions.csv" in lines
     assert any(line.startswith("[ 2/3] downstream (ndcg@10 0.1612)") for line in lines)
     assert "  check failed (blocking): downstream.downstream_is_large: 2 is not above 5" in lines
-    assert any(line.startswith("[ 3/3] ") and "FAILED" in line for line in lines)
+    assert any(line.startswith("[ 3/3] checks ") and line.endswith("FAILED  checks: downstream.downstream_is_large FAILED")
+               for line in lines)
     printed = "\n".join(lines)
     for noise in ("STEP_START", "LOADED_INPUT", "HANDLED_OUTPUT", "an info line"):
         assert noise not in printed
