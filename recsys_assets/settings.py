@@ -186,6 +186,19 @@ def rollout_tick_seconds() -> int:
     return int(os.environ.get("RECSYS_ROLLOUT_TICK_SECONDS", "60"))
 
 
+EXECUTORS = ("in_process", "multiprocess", "k8s")
+
+
+def executor(job_name: str) -> str:
+    """RECSYS_EXECUTOR_<JOB> (e.g. RECSYS_EXECUTOR_TRAIN_AND_EVALUATE), else RECSYS_EXECUTOR: how a
+    job's steps run: in_process, multiprocess, or k8s (each step a Kubernetes Job, with
+    dagster-k8s); unset: Dagster's default (multiprocess in the UI, in process in ``make demo``)."""
+    value = os.environ.get(f"RECSYS_EXECUTOR_{job_name.upper()}", os.environ.get("RECSYS_EXECUTOR", ""))
+    if value and value not in EXECUTORS:
+        raise ValueError(f"RECSYS_EXECUTOR for {job_name} is {value!r}: use one of {', '.join(EXECUTORS)}")
+    return value
+
+
 def secret(name: str) -> dg.EnvVar | str:
     """A secret resource field: ``dg.EnvVar(name)`` when the variable is set (resolved at run time,
     never shown in the UI or stored with the run), else empty."""

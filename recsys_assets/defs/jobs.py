@@ -1,13 +1,26 @@
-"""Jobs over the asset graph."""
+"""Jobs over the asset graph; each job's executor is configuration (``settings.executor``)."""
 
 import dagster as dg
 
+from recsys_assets import settings
+
 MONITORING = dg.AssetSelection.groups("monitoring")
+
+
+def executor_for(job_name: str) -> dg.ExecutorDefinition | None:
+    kind = settings.executor(job_name)
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}.get(kind)
+
 
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
     selection=dg.AssetSelection.all() - MONITORING,
     description="Raw data to an evaluated, gated model bundle: the whole graph but monitoring.",
+    executor_def=executor_for("train_and_evaluate"),
 )
 
 monitor = dg.define_asset_job(
@@ -15,4 +28,5 @@ monitor = dg.define_asset_job(
     selection=dg.AssetSelection.groups("raw") | dg.AssetSelection.assets("item_embeddings") | MONITORING,
     description="New raw data, drift against the champion (with the vectors of new items), online metrics and "
                 "reconciliation.",
+    executor_def=executor_for("monitor"),
 )
