@@ -11,7 +11,7 @@ import time
 import dagster as dg
 
 # the metadata entry shown for an asset, first found wins; else its first number
-KEY_METADATA = ("dagster/row_count", "rows", "ndcg@10", "score", "passed", "version", "items", "users")
+KEY_METADATA = ("image_route", "dagster/row_count", "rows", "ndcg@10", "score", "passed", "version", "items", "users")
 
 
 def key_number(metadata: dict) -> str:

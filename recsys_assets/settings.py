@@ -90,6 +90,12 @@ def configure_libraries() -> None:
         os.environ.setdefault(name, value)
 
 
+def clip_model_path() -> str:
+    """CLIP_MODEL_PATH: a CLIP model saved for sentence-transformers on local disk, for the image
+    route (unset: the route is skipped; nothing is ever downloaded)."""
+    return os.environ.get("CLIP_MODEL_PATH", "")
+
+
 def exposure_log() -> str:
     """RECSYS_EXPOSURE_LOG: the service's exposure log the monitoring assets read (default
     ``data/evaluation/exposure_log.jsonl`` under RECSYS_DATA_DIR)."""

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys_runtime.candidates import FEATURES, route_names
+from recsys_runtime.candidates import feature_names
 from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, Histories, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
+from recsys_runtime.routes import IMAGE_ROUTE, ROUTES, route_names, routes_for
 from recsys_runtime.similar_table import SimilarTable
 
 MANIFEST = "manifest.json"
@@ -26,6 +27,8 @@ SPARSE_FILES = ("ease", "covisitation", "categories")
 SIMILAR_FILE = "similar.npz"
 CATALOG_FILE = "catalog.parquet"
 HNSW_FILE = "content_hnsw.faiss"
+IMAGE_FILE = "image_vectors.npy"
+IMAGE_HNSW_FILE = "image_hnsw.faiss"
 
 
 class BundleError(RuntimeError):
@@ -73,6 +76,11 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
     graph = components.content_index.graph()
     if graph is not None:
         (staging / HNSW_FILE).write_bytes(graph.tobytes())
+    if components.image_index is not None:
+        np.save(staging / IMAGE_FILE, components.image_index.vectors)
+        image_graph = components.image_index.graph()
+        if image_graph is not None:
+            (staging / IMAGE_HNSW_FILE).write_bytes(image_graph.tobytes())
     if catalog is not None:
         served = catalog[catalog["item_id"].astype(str).isin(set(map(str, components.items)))]
         columns = [c for c in ("item_id", "title", "categories") if c in served]
@@ -82,9 +90,10 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
     manifest = {
         "format": FORMAT_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "features": list(FEATURES),
-        "routes": list(route_names()),
+        "features": list(feature_names(routes_for(components))),
+        "routes": list(route_names(routes_for(components))),
         "content_index": components.content_index.describe(),
+        "image_index": components.image_index.describe() if components.image_index is not None else None,
         "items": int(len(components.items)),
         "users": int(len(histories.users)),
         "trained_until": int(histories.timestamps.max(initial=0)),
@@ -109,7 +118,10 @@ def verify_bundle(path: Path) -> dict:
     manifest = read_manifest(path)
     if manifest.get("format") != FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format {manifest.get('format')} is not {FORMAT_VERSION}")
-    if list(manifest.get("features", [])) != list(FEATURES):
+    routes = route_names(routes_for_manifest(manifest))
+    if list(manifest.get("routes", routes)) != list(routes):
+        raise BundleError(f"{path}: bundle routes {manifest.get('routes')} differ from this code's {list(routes)}")
+    if list(manifest.get("features", [])) != list(feature_names(routes_for_manifest(manifest))):
         raise BundleError(f"{path}: bundle features differ from this code's features")
     for name, expected in manifest["files"].items():
         file = path / name
@@ -130,10 +142,16 @@ def trained_until(path: Path | str) -> int:
         return int(arrays["history_timestamps"].max(initial=0))
 
 
-def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: bool) -> ContentIndex:
-    """The bundle's content index as it was built: its HNSW graph when it has one, else exact."""
-    if HNSW_FILE in manifest["files"]:
-        graph = np.frombuffer((path / HNSW_FILE).read_bytes(), dtype=np.uint8)
+def routes_for_manifest(manifest: dict) -> tuple:
+    """The route table a bundle was built with: the image route when it holds image vectors."""
+    return ROUTES + ((IMAGE_ROUTE,) if IMAGE_FILE in manifest["files"] else ())
+
+
+def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: bool,
+                   graph_file: str = HNSW_FILE) -> ContentIndex:
+    """A bundle's vector index as it was built: its HNSW graph when it has one, else exact."""
+    if graph_file in manifest["files"]:
+        graph = np.frombuffer((path / graph_file).read_bytes(), dtype=np.uint8)
         return ContentIndex(vectors, use_faiss=True, kind="hnsw", graph=graph)
     return ContentIndex(vectors, use_faiss=use_faiss, kind="exact")
 
@@ -160,6 +178,8 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
         histories=Histories(users=a["history_users"], indptr=a["history_indptr"],
                             items=a["history_items"], timestamps=a["history_timestamps"]),
         category_names=a.get("category_names", np.empty(0, dtype=str)),
+        image_index=(_content_index(path, manifest, np.load(path / IMAGE_FILE), use_faiss, IMAGE_HNSW_FILE)
+                     if IMAGE_FILE in manifest["files"] else None),
     )
     ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), ranker_cache)
     recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),

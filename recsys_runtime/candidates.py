@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_runtime.components import Components
-from recsys_runtime.routes import ROUTES, Route, RouteInput, route_names
+from recsys_runtime.routes import ROUTES, Route, RouteInput, route_names, routes_for
 from recsys_runtime.sparse import SparseRow, best, row_entries, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
@@ -30,8 +30,10 @@ BASE_FEATURES = (
 
 
 def feature_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
-    """The ranker's feature columns: the base features, then which routes proposed the item."""
-    return BASE_FEATURES + tuple(f"from_{route.name}" for route in routes)
+    """The ranker's feature columns: the base features, those only some routes bring, then which
+    routes proposed the item."""
+    return (BASE_FEATURES + tuple(name for route in routes for name in route.features)
+            + tuple(f"from_{route.name}" for route in routes))
 
 
 FEATURES = feature_names(ROUTES)
@@ -82,11 +84,14 @@ class UserState:
     profile: np.ndarray
     user_categories: np.ndarray
     failed_routes: tuple = ()
+    image: SparseRow | None = None  # with image vectors: the image profile's nearest items
+    image_profile: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
+        image = (self.image.nbytes + self.image_profile.nbytes) if self.image is not None else 0
         return (self.collaborative.nbytes + self.covisitation.nbytes + self.content.nbytes
-                + self.profile.nbytes + self.user_categories.nbytes)
+                + self.profile.nbytes + self.user_categories.nbytes + image)
 
 
 def _isolated(failed: list, route: str, compute, empty):
@@ -117,13 +122,15 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         components.ease, history, np.ones(len(history), np.float32)), empty)
     covisitation = _isolated(failed, "covisitation", lambda: accumulate(
         components.covisitation, history, recency), empty)
-    embeddings = components.embeddings
-    if len(history):
-        profile = np.add.reduceat(embeddings[history] * recency[:, None], [0], axis=0)
-    else:
-        profile = np.zeros((1, embeddings.shape[1]), dtype=np.float32)
-    profile = profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-    content = _isolated(failed, "content", lambda: _nearest(components, profile, per_route), empty)
+    profile = _profile(components.embeddings, history, recency)
+    content = _isolated(failed, "content", lambda: _nearest(components.content_index, profile, per_route, n_items),
+                        empty)
+    image = image_profile = None
+    if components.image_index is not None:
+        image_profile = _profile(components.image_index.vectors, history, recency)
+        image = _isolated(failed, "image", lambda: _nearest(components.image_index, image_profile, per_route, n_items),
+                          empty)
+        image_profile = image_profile[0].astype(np.float32)
     categories = components.categories
     offsets, _ = row_entries(categories, history)
     counts = np.bincount(categories.indices[offsets], minlength=categories.shape[1]).astype(np.float32)
@@ -134,15 +141,26 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         profile=profile[0].astype(np.float32),
         user_categories=counts / np.float32(max(len(history), 1)),
         failed_routes=tuple(failed),
+        image=image,
+        image_profile=image_profile,
     )
 
 
-def _nearest(components: Components, profile: np.ndarray, k: int) -> SparseRow:
-    scores, indices = components.content_index.search(profile, k)
+def _profile(vectors: np.ndarray, history: np.ndarray, recency: np.ndarray) -> np.ndarray:
+    """The recency-weighted, L2-normalised mean of the history's vectors (zeros for no history)."""
+    if len(history):
+        profile = np.add.reduceat(vectors[history] * recency[:, None], [0], axis=0)
+    else:
+        profile = np.zeros((1, vectors.shape[1]), dtype=np.float32)
+    return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest(index, profile: np.ndarray, k: int, n_items: int) -> SparseRow:
+    scores, indices = index.search(profile, k)
     keep = (indices[0] >= 0) & (scores[0] > 0)
     items, values = indices[0][keep], scores[0][keep].astype(np.float32)
     order = np.argsort(items)
-    return SparseRow(items[order].astype(np.int32), values[order], len(components.items))
+    return SparseRow(items[order].astype(np.int32), values[order], n_items)
 
 
 def _anchor_row(matrix, anchor: int) -> SparseRow:
@@ -197,11 +215,13 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
 
 
 def generate(components: Components, requests: Requests, per_route: int = 100,
-             states: list[UserState | None] | None = None, routes: tuple[Route, ...] = ROUTES) -> Candidates:
+             states: list[UserState | None] | None = None, routes: tuple[Route, ...] | None = None) -> Candidates:
     """Candidates of every route for every request, with the ranker's feature matrix.
-    ``states``: per request, its history's ``UserState`` when the caller already has it."""
+    ``states``: per request, its history's ``UserState`` when the caller already has it.
+    ``routes``: default ``routes_for(components)``."""
+    routes = routes_for(components) if routes is None else routes
     parts = []
-    profiles, categories = [], []
+    profiles, categories, image_profiles = [], [], []
     for row, history in enumerate(requests.histories):
         state = states[row] if states is not None and states[row] is not None else None
         if state is None:
@@ -211,6 +231,7 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
                                     int(requests.as_of[row]), requests.exclude[row], keep_seen, per_route, routes))
         profiles.append(state.profile)
         categories.append(state.user_categories)
+        image_profiles.append(state.image_profile)
     counts = [len(p.items) for p in parts]
     rows = np.repeat(np.arange(len(parts)), counts)
     items = np.concatenate([p.items for p in parts]) if parts else np.empty(0, np.int64)
@@ -222,16 +243,18 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
         components, requests, rows, items, bits, columns,
         np.stack(profiles) if profiles else np.empty((0, dim), np.float32),
         np.stack(categories) if categories else np.empty((0, components.categories.shape[1]), np.float32),
-        routes)
+        routes, np.stack(image_profiles) if components.image_index is not None and image_profiles else None)
     failed = tuple(dict.fromkeys(r for p in parts for r in p.failed))
     return Candidates(rows=rows, items=items, features=features, routes=bits, failed_routes=failed, route_table=routes)
 
 
 def candidate_features(components: Components, requests: Requests, rows: np.ndarray, cols: np.ndarray,
                        bits: np.ndarray, columns: dict[str, np.ndarray], profiles: np.ndarray,
-                       user_categories: np.ndarray, routes: tuple[Route, ...] = ROUTES) -> np.ndarray:
+                       user_categories: np.ndarray, routes: tuple[Route, ...] = ROUTES,
+                       image_profiles: np.ndarray | None = None) -> np.ndarray:
     """The ranker's feature matrix of candidates ``(rows, cols)``; ``columns``: the features a
-    request's own state gave; ``profiles`` / ``user_categories``: one row per request."""
+    request's own state gave; ``profiles`` / ``user_categories`` / ``image_profiles``: one row
+    per request."""
     embeddings = components.embeddings
     as_of = requests.as_of[rows]
     has_anchor = requests.anchors >= 0
@@ -255,6 +278,12 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
         "category_affinity": affinity,
         "log_history_length": np.log1p(lengths[rows]),
     }
+    if image_profiles is not None:
+        image_vectors = components.image_index.vectors
+        candidate_images = image_vectors[cols]
+        named["image_score"] = np.einsum("ij,ij->i", image_profiles[rows], candidate_images)
+        named["anchor_image"] = np.einsum("ij,ij->i", image_vectors[np.where(has_anchor, requests.anchors, 0)[rows]],
+                                          candidate_images) * has_anchor[rows]
     for r, route in enumerate(routes):
         named[f"from_{route.name}"] = (bits >> r) & 1
     names = feature_names(routes)

@@ -87,6 +87,7 @@ class Components:
     timeline: ItemTimeline
     histories: Histories
     category_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
+    image_index: ContentIndex | None = None  # item image vectors (CLIP), when the catalog has images
 
     @cached_property
     def category_counts(self) -> np.ndarray:

@@ -17,7 +17,7 @@ from recsys_runtime.candidates import (
     user_state,
 )
 from recsys_runtime.components import Components
-from recsys_runtime.routes import ROUTES, Route, names_of_bits
+from recsys_runtime.routes import Route, names_of_bits, routes_for
 from recsys_runtime.similar_table import SimilarTable
 from recsys_runtime.user_states import DEFAULT_BUDGET_BYTES, UserStateCache
 
@@ -52,9 +52,11 @@ class Recommender:
     similar_table: SimilarTable | None = field(default=None, init=False)
     catalog_path: Path | None = field(default=None, init=False)  # titles for people, not for requests
     state_cache_bytes: int = DEFAULT_BUDGET_BYTES  # the initial budget of ``user_states``
-    routes: tuple[Route, ...] = ROUTES
+    routes: tuple[Route, ...] | None = None  # default: ``routes_for(components)``
 
     def __post_init__(self) -> None:
+        if self.routes is None:
+            self.routes = routes_for(self.components)
         self.popular = self.components.popular_order
         self.features = feature_names(self.routes)
         self._route_names = names_of_bits(self.routes)

@@ -40,6 +40,7 @@ class Route:
     divisor: int  # proposes per_route // divisor candidates
     score_feature: str
     propose: Callable[[RouteInput, int], Proposal]
+    features: tuple[str, ...] = ()  # ranker features only this route brings
 
     def size(self, per_route: int) -> int:
         return per_route // self.divisor
@@ -57,6 +58,19 @@ def _covisitation(given: RouteInput, n: int) -> Proposal:
 def _content(given: RouteInput, n: int) -> Proposal:
     row = given.state.content
     return row.items, row.values
+
+
+def _image(given: RouteInput, n: int) -> Proposal:
+    """The history's image profile's nearest items, merged with the anchor's nearest images."""
+    row = given.state.image
+    if given.anchor < 0:
+        return row.items, row.values
+    index = given.components.image_index
+    scores, indices = index.search(index.vectors[given.anchor][None, :], n + 1)
+    keep = (indices[0] >= 0) & (indices[0] != given.anchor) & (scores[0] > 0)
+    items, values = indices[0][keep], scores[0][keep].astype(np.float32)
+    order = np.argsort(items)
+    return row.plus(SparseRow(items[order].astype(np.int32), values[order], row.catalog_size))
 
 
 def _trending(given: RouteInput, n: int) -> Proposal:
@@ -78,6 +92,14 @@ ROUTES: tuple[Route, ...] = (
     Route("trending", 2, "trend_30d", _trending),
     Route("popular", 2, "log_count", _popular),
 )
+
+
+IMAGE_ROUTE = Route("image", 2, "image_score", _image, features=("image_score", "anchor_image"))
+
+
+def routes_for(components: Components) -> tuple[Route, ...]:
+    """The route table of these components: the image route only when they hold image vectors."""
+    return ROUTES + ((IMAGE_ROUTE,) if components.image_index is not None else ())
 
 
 def route_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:

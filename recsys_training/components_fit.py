@@ -100,7 +100,10 @@ def assemble_components(
     covisitation: sp.csr_matrix,
     content_index: ContentIndex,
     timeline,
+    image_vectors: pd.DataFrame | None = None,
 ) -> Components:
+    """The fold's components; ``image_vectors`` (indexed by item_id): the image route's vectors,
+    none or empty for no image route."""
     value = np.zeros(len(item_ids), np.float32)
     if "value" in train:
         means = train.groupby(train["item_id"].astype(str))["value"].mean()
@@ -116,6 +119,8 @@ def assemble_components(
         timeline=timeline,
         histories=histories(train, item_ids),
         category_names=np.array(names, dtype=str),
+        image_index=(ContentIndex(embedding_matrix(image_vectors, item_ids))
+                     if image_vectors is not None and len(image_vectors) else None),
     )
 
 
@@ -124,8 +129,10 @@ def fit_components(
     items: pd.DataFrame,
     embeddings: pd.DataFrame,
     params: dict | None = None,
+    image_vectors: pd.DataFrame | None = None,
 ) -> Components:
-    """All recall components on ``train`` in one call; ``embeddings`` is indexed by item_id."""
+    """All recall components on ``train`` in one call; ``embeddings`` (and ``image_vectors``, for
+    the image route) are indexed by item_id."""
     item_ids = fold_items(train)
     return assemble_components(
         train, items, item_ids,
@@ -133,4 +140,5 @@ def fit_components(
         fit_covisitation(train, item_ids, params),
         ContentIndex(embedding_matrix(embeddings, item_ids)),
         item_timeline(train, item_ids),
+        image_vectors,
     )

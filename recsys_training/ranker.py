@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from recsys_runtime.candidates import FEATURES, Candidates, Requests, generate
+from recsys_runtime.candidates import Candidates, Requests, feature_names, generate
 from recsys_runtime.components import Components
 
 DEFAULT_PARAMS = {
@@ -93,10 +93,11 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     fold_of = np.random.default_rng(seed).integers(0, folds, len(data.user_ids))
     config = {**DEFAULT_PARAMS, "seed": seed, "deterministic": True, **(params or {})}
     best_rounds, aucs, ndcgs = [], [], []
+    names = list(feature_names(data.candidates.route_table))
     for fold in range(folds):
         x_train, y_train, g_train = _subset(data, useful & (fold_of != fold))
         x_valid, y_valid, g_valid = _subset(data, useful & (fold_of == fold))
-        train_set = lgb.Dataset(x_train, y_train, group=g_train, feature_name=list(FEATURES))
+        train_set = lgb.Dataset(x_train, y_train, group=g_train, feature_name=names)
         valid_set = lgb.Dataset(x_valid, y_valid, group=g_valid, reference=train_set)
         booster = lgb.train({**config, "metric": "ndcg", "ndcg_eval_at": [10]}, train_set,
                             num_boost_round=max_rounds, valid_sets=[valid_set],
@@ -106,7 +107,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         aucs.append(roc_auc_score(y_valid, booster.predict(x_valid, num_iteration=booster.best_iteration)))
     rounds = max(10, int(np.mean(best_rounds)))
     x_all, y_all, g_all = _subset(data, useful)
-    final = lgb.train(config, lgb.Dataset(x_all, y_all, group=g_all, feature_name=list(FEATURES)),
+    final = lgb.train(config, lgb.Dataset(x_all, y_all, group=g_all, feature_name=names),
                       num_boost_round=rounds)
     info = {
         "rounds": rounds,

@@ -1,6 +1,7 @@
 """The canonical tables every source is normalised to, with row-level validation.
 
-items:        item_id*, title*, description, categories ("a|b"), tags ("a|b")
+items:        item_id*, title*, description, categories ("a|b"), tags ("a|b"), image (a local path or
+              file URI; an export directory's relative paths are resolved against it)
 interactions: user_id*, item_id*, timestamp* (epoch seconds or ISO 8601), event, value
 (* required). Rows that fail typing are returned as rejects with the reason; nothing is
 dropped silently. Interactions stamped more than ``FUTURE_TOLERANCE_SECONDS`` after the load
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-ITEM_COLUMNS = ("item_id", "title", "description", "categories", "tags")
+ITEM_COLUMNS = ("item_id", "title", "description", "categories", "tags", "image")
 ITEM_REQUIRED = ("item_id", "title")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +93,26 @@ def load_export(directory: Path) -> RawTables:
     """A directory with ``items.*`` and ``interactions.*`` in the canonical schema."""
     items_path = find_export_file(directory, "items")
     interactions_path = find_export_file(directory, "interactions")
-    return RawTables(normalise_items(read_table(items_path), str(items_path)),
-                     normalise_interactions(read_table(interactions_path), str(interactions_path)))
+    items = normalise_items(read_table(items_path), str(items_path))
+    items.rows["image"] = resolve_images(items.rows["image"], directory)
+    return RawTables(items, normalise_interactions(read_table(interactions_path), str(interactions_path)))
+
+
+def resolve_images(images: pd.Series, directory: Path) -> pd.Series:
+    """``image`` values as absolute local paths: relative ones against ``directory``, file URIs
+    to paths; empty stays empty, and anything else (a web address) is kept as it is, for the
+    image step to count as not local."""
+    def one(value: str) -> str:
+        if not value:
+            return ""
+        if value.startswith("file://"):
+            return urllib.parse.unquote(urllib.parse.urlparse(value).path)
+        if "://" in value:
+            return value
+        path = Path(value)
+        return str(path if path.is_absolute() else (Path(directory) / path).resolve())
+
+    return images.astype(str).map(one)
 
 
 def load_database(url: str, items: str, interactions: str, since: int | None = None) -> RawTables:

@@ -13,7 +13,8 @@ from recsys_training.metrics import evaluate_lists
 from tests.pipeline_helpers import materialize, metadata
 
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
-          "collaborative_index", "covisitation_index", "item_embeddings", "content_index", "popular_items",
+          "collaborative_index", "covisitation_index", "item_embeddings", "item_image_vectors", "content_index",
+          "popular_items",
           "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary", "data_quality_report",
           "challenger", "champion", "online_user_features", "drift_report", "exposure_metrics", "metrics_reconciliation"]
 
@@ -94,8 +95,10 @@ def test_bundle_manifest_checksums(run):
     bundle = Path(summary["bundle"])
     manifest = verify_bundle(bundle)
     assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
-                                      "similar.npz"}
+                                      "similar.npz", "catalog.parquet"}
     assert manifest["collaborative"]["model"] == "ease" and manifest["content_index"]["kind"] == "exact"
+    # synthetic items have no images: the image route is off, and the manifest says why
+    assert manifest["image_route"] == {"skipped": "the items have no images"} and "image" not in manifest["routes"]
     with (bundle / "ranker.txt").open("a") as handle:
         handle.write("\n")
     with pytest.raises(BundleError, match="checksum mismatch for ranker.txt"):

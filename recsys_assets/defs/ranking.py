@@ -12,21 +12,23 @@ import scipy.sparse as sp
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_runtime.bundle import save_bundle
-from recsys_runtime.candidates import FEATURES, STATE_HISTORY, route_names
+from recsys_runtime.candidates import STATE_HISTORY
 from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
+from recsys_training.images import ImageVectors
 from recsys_training.ranker import TrainingSet, train_ranker, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 
 def _components(fold: str, split: dict[str, Split], raw_items: pd.DataFrame, collaborative_index: dict,
-                covisitation_index: dict, content_index: dict, popular_items: dict) -> Components:
+                covisitation_index: dict, content_index: dict, popular_items: dict,
+                images: ImageVectors) -> Components:
     train = split[fold].train
     return assemble_components(train, raw_items, fold_items(train), collaborative_index[fold],
-                               covisitation_index[fold], content_index[fold], popular_items[fold])
+                               covisitation_index[fold], content_index[fold], popular_items[fold], images.vectors)
 
 
 @dg.asset(group_name="ranking", kinds={"numpy"})
@@ -40,15 +42,16 @@ def recall_candidates(
     covisitation_index: dict[str, sp.csr_matrix],
     content_index: dict[str, ContentIndex],
     popular_items: dict[str, ItemTimeline],
+    item_image_vectors: ImageVectors,
 ) -> TrainingSet:
     """Candidates of every route for the validation users, each with its route scores and
     features, labelled 1 when the user consumed it in the validation cut."""
     started = time.perf_counter()
     components = _components(VALIDATION, interactions_split, raw_items, collaborative_index,
-                             covisitation_index, content_index, popular_items)
+                             covisitation_index, content_index, popular_items, item_image_vectors)
     data = training_set(components, interactions_split[VALIDATION].test)
     rows = []
-    for bit, route in enumerate(route_names()):
+    for bit, route in enumerate(r.name for r in data.candidates.route_table):
         proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
         rows.append({"route": route, "candidates": int(proposed.sum()),
                      "labels_found": int(data.labels[proposed].sum())})
@@ -70,7 +73,7 @@ def ranking_model(context: dg.AssetExecutionContext, recall_candidates: Training
     started = time.perf_counter()
     booster, info = train_ranker(recall_candidates, seed=settings.seed())
     gain = booster.feature_importance("gain")
-    importance = pd.DataFrame({"feature": FEATURES, "gain_share": np.round(gain / max(gain.sum(), 1e-12), 4)})
+    importance = pd.DataFrame({"feature": booster.feature_name(), "gain_share": np.round(gain / max(gain.sum(), 1e-12), 4)})
     context.add_output_metadata({
         **{k: v for k, v in info.items() if not isinstance(v, list)},
         "fold_best_rounds": str(info["fold_best_rounds"]),
@@ -96,12 +99,13 @@ def model_bundle(
     covisitation_index: dict[str, sp.csr_matrix],
     content_index: dict[str, ContentIndex],
     popular_items: dict[str, ItemTimeline],
+    item_image_vectors: ImageVectors,
     ranking_model: dict,
 ) -> str:
     """Serving-fold routes plus the ranker in ``models/bundles/<version>`` with a checksummed
     manifest; returns the bundle directory."""
     components = _components(SERVING, interactions_split, raw_items, collaborative_index,
-                             covisitation_index, content_index, popular_items)
+                             covisitation_index, content_index, popular_items, item_image_vectors)
     booster = lgb.Booster(model_str=ranking_model["model"])
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
@@ -115,6 +119,9 @@ def model_bundle(
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
         "collaborative": collaborative_description(), "state_history": STATE_HISTORY,
+        "image_route": ({"skipped": item_image_vectors.skipped} if item_image_vectors.skipped else
+                        {"model": item_image_vectors.model, "items_with_vectors": len(item_image_vectors.vectors),
+                         "images_rejected": len(item_image_vectors.rejected)}),
     }, similar=recommender.similar_table, catalog=raw_items)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({

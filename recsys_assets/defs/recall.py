@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_runtime.components import ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_training.components_fit import embedding_matrix, fit_collaborative, fit_covisitation, fold_items
 from recsys_training.content import embed_items_incrementally
+from recsys_training.images import ImageVectors, embed_item_images
 from recsys_training.popularity import item_timeline, popular_table
 from recsys_training.split import SERVING, Split
 
@@ -66,6 +68,35 @@ def item_embeddings(context: dg.AssetExecutionContext, raw_items: pd.DataFrame, 
                                  "reused": len(table) - encoded, "dimension": table.shape[1] - 1,
                                  "seconds": round(time.perf_counter() - started, 2)})
     return table
+
+
+class ImageConfig(dg.Config):
+    """Where the CLIP model is (CLIP_MODEL_PATH); empty skips the image route."""
+
+    clip_model_path: str = settings.clip_model_path()
+
+
+@dg.asset(group_name="recall", kinds={"pytorch"})
+def item_image_vectors(context: dg.AssetExecutionContext, config: ImageConfig, raw_items: pd.DataFrame) -> ImageVectors:
+    """CLIP vectors of the items' images for the image route, from a local model, offline; the
+    route is skipped (with the reason, here and in the bundle manifest) without images or a model."""
+    started = time.perf_counter()
+    found = embed_item_images(raw_items, config.clip_model_path)
+    if found.skipped:
+        context.log.info(f"image route skipped: {found.skipped}")
+        context.add_output_metadata({"image_route": f"skipped: {found.skipped}"})
+        return found
+    reasons = found.rejected["reason"].value_counts().to_dict()
+    context.add_output_metadata({
+        "image_route": f"on ({found.model})", "dagster/row_count": len(found.vectors),
+        "images_rejected": len(found.rejected), "rejected_by_reason": dg.MetadataValue.json(reasons),
+        "rejected_examples": dg.MetadataValue.md(found.rejected.head(5).to_markdown(index=False))
+        if len(found.rejected) else "none",
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+    if len(found.rejected):
+        context.log.warning(f"{len(found.rejected)} item images not usable: {reasons}")
+    return found
 
 
 @dg.asset(group_name="recall", kinds={"faiss"})
