@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -55,6 +56,10 @@ def main() -> int:
     outcome = "promoted to champion" if "champion" in materialised else "not promoted (see the failed checks)"
     print(f"model:   {summary['model_version']} {outcome}; `recsys models list` shows the registry")
     print(f"bundle:  {summary['bundle']}")
+    image_route = json.loads((Path(summary["bundle"]) / "manifest.json").read_text()).get("image_route", {})
+    print("images:  " + (f"image route skipped: {image_route['skipped']}" if "skipped" in image_route
+                         else f"image route on ({image_route.get('model')}, {image_route.get('items_with_vectors')} "
+                              "items with vectors)"))
     print(f"summary: {settings.data_dir() / 'evaluation' / 'summary.json'}")
     print("next:    make ui  (assets, metadata and runs at http://127.0.0.1:3000)")
     return 0
