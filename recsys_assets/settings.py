@@ -192,17 +192,32 @@ def rollout_tick_seconds() -> int:
     return int(os.environ.get("RECSYS_ROLLOUT_TICK_SECONDS", "60"))
 
 
-EXECUTORS = ("in_process", "multiprocess", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "dask", "k8s")
 
 
 def executor(job_name: str) -> str:
     """RECSYS_EXECUTOR_<JOB> (e.g. RECSYS_EXECUTOR_TRAIN_AND_EVALUATE), else RECSYS_EXECUTOR: how a
-    job's steps run: in_process, multiprocess, or k8s (each step a Kubernetes Job, with
-    dagster-k8s); unset: Dagster's default (multiprocess in the UI, in process in ``make demo``)."""
-    value = os.environ.get(f"RECSYS_EXECUTOR_{job_name.upper()}", os.environ.get("RECSYS_EXECUTOR", ""))
-    if value and value not in EXECUTORS:
+    job's steps run: in_process (the default), multiprocess, dask (on RECSYS_DASK_SCHEDULER; the
+    default when that is set) or k8s (each step a Kubernetes Job, with dagster-k8s)."""
+    default = "dask" if dask_scheduler() else "in_process"
+    value = os.environ.get(f"RECSYS_EXECUTOR_{job_name.upper()}", os.environ.get("RECSYS_EXECUTOR", default))
+    if value not in EXECUTORS:
         raise ValueError(f"RECSYS_EXECUTOR for {job_name} is {value!r}: use one of {', '.join(EXECUTORS)}")
+    if value == "dask" and not dask_scheduler():
+        raise ValueError(f"RECSYS_EXECUTOR for {job_name} is dask: set RECSYS_DASK_SCHEDULER (tcp://host:port or local)")
     return value
+
+
+def dask_scheduler() -> str:
+    """RECSYS_DASK_SCHEDULER: a Dask scheduler address (tcp://host:port), ``local`` for a
+    distributed.LocalCluster of RECSYS_DASK_WORKERS processes, or unset (no Dask: steps and the
+    ranker run in this process)."""
+    return os.environ.get("RECSYS_DASK_SCHEDULER", "")
+
+
+def dask_workers() -> int:
+    """RECSYS_DASK_WORKERS: worker processes of a ``local`` cluster (default 2, one thread each)."""
+    return int(os.environ.get("RECSYS_DASK_WORKERS", "2"))
 
 
 def secret(name: str) -> dg.EnvVar | str:

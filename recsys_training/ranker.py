@@ -80,13 +80,20 @@ def ranking_auc(booster, data: TrainingSet) -> float:
     return float(roc_auc_score(data.labels[rows], booster.predict(data.candidates.features[rows])))
 
 
+def _fit_in_process(config: dict, x: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str],
+                    rounds: int) -> lgb.Booster:
+    return lgb.train(config, lgb.Dataset(x, y, group=groups, feature_name=names), num_boost_round=rounds)
+
+
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
-                 folds: int = 3, max_rounds: int = 1000, patience: int = 100) -> tuple[lgb.Booster, dict]:
+                 folds: int = 3, max_rounds: int = 1000, patience: int = 100,
+                 final_fit=_fit_in_process) -> tuple[lgb.Booster, dict]:
     """Lambdarank on users with at least one positive candidate.
 
     The number of rounds is chosen by early stopping on ``folds`` user folds (one validation
     user set is too small and noisy to trust); the final model is refitted on all users with the
-    mean best round. AUC and ndcg@10 are measured out of fold.
+    mean best round, by ``final_fit`` (in this process, or ``distributed_ranker.dask_final_fit``).
+    AUC and ndcg@10 are measured out of fold.
     """
     positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
     useful = positives > 0
@@ -107,8 +114,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         aucs.append(roc_auc_score(y_valid, booster.predict(x_valid, num_iteration=booster.best_iteration)))
     rounds = max(10, int(np.mean(best_rounds)))
     x_all, y_all, g_all = _subset(data, useful)
-    final = lgb.train(config, lgb.Dataset(x_all, y_all, group=g_all, feature_name=names),
-                      num_boost_round=rounds)
+    final = final_fit(config, x_all, y_all, g_all, names, rounds)
     info = {
         "rounds": rounds,
         "fold_best_rounds": best_rounds,

@@ -8,6 +8,7 @@ from recsys_assets import settings
 from recsys_assets.definitions import defs
 from recsys_assets.defs.online import FeatureStoreResource
 from recsys_assets.defs.resources import (
+    DaskResource,
     DataSourceResource,
     DriftPolicyResource,
     PromotionGateResource,
@@ -31,6 +32,7 @@ def resources(tmp: Path, tracking_uri: str | None = None, feature_redis_url: str
                                           models_dir=str(tmp / "models")),
         "promotion_gate": PromotionGateResource(**settings.gate_settings()),
         "drift_policy": DriftPolicyResource(**settings.drift_settings()),
+        "dask": DaskResource(),
     }
 
 

@@ -207,3 +207,17 @@ def test_every_environment_variable_set_is_read_by_the_code_or_a_named_program()
     unread = sorted(n for n in _set_variables() if n not in THIRD_PARTY_VARIABLES and f'"{n}"' not in readers
                     and f"env: {n}" not in readers)
     assert not unread, f"set by the deployment but read by nothing: {unread}"
+
+
+def test_the_dask_cluster_runs_the_project_image_on_the_pipeline_volume():
+    cluster = yaml.safe_load((DEPLOYMENT / "dask" / "daskcluster.yaml").read_text())
+    assert cluster["kind"] == "DaskCluster"
+    worker = cluster["spec"]["worker"]["spec"]
+    scheduler = cluster["spec"]["scheduler"]["spec"]["containers"][0]
+    service = _named(_kustomize_documents(), "Deployment")["service"]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["containers"][0]["image"] == scheduler["image"] == service["image"]
+    env = {e["name"]: e["value"] for e in worker["containers"][0]["env"]}
+    address = f"tcp://{cluster['metadata']['name']}-scheduler:8786"  # the operator's scheduler Service
+    assert env["RECSYS_DASK_SCHEDULER"] == address
+    claims = set(_named(_kustomize_documents(), "PersistentVolumeClaim"))
+    assert {v["persistentVolumeClaim"]["claimName"] for v in worker["volumes"]} <= claims

@@ -7,13 +7,22 @@ from recsys_assets import settings
 MONITORING = dg.AssetSelection.groups("monitoring")
 
 
-def executor_for(job_name: str) -> dg.ExecutorDefinition | None:
+def executor_for(job_name: str) -> dg.ExecutorDefinition:
+    """The job's executor from ``settings.executor``; dask runs each step as a task on the
+    configured scheduler (an existing one, or a LocalCluster the run starts and stops)."""
     kind = settings.executor(job_name)
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}.get(kind)
+    if kind == "dask":
+        from dagster_dask import dask_executor
+
+        scheduler = settings.dask_scheduler()
+        cluster = ({"local": {"n_workers": settings.dask_workers(), "threads_per_worker": 1, "processes": True}}
+                   if scheduler == "local" else {"existing": {"address": scheduler}})
+        return dask_executor.configured({"cluster": cluster}, name="dask")
+    return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}[kind]
 
 
 train_and_evaluate = dg.define_asset_job(

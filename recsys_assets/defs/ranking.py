@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets import settings
-from recsys_assets.defs.resources import StorageResource
+from recsys_assets.defs.resources import DaskResource, StorageResource
 from recsys_runtime.bundle import save_bundle
 from recsys_runtime.candidates import STATE_HISTORY
 from recsys_runtime.compiled_ranker import serving_ranker
@@ -18,6 +18,7 @@ from recsys_runtime.components import Components, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
+from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
 from recsys_training.ranker import TrainingSet, train_ranker, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
@@ -68,10 +69,17 @@ def recall_candidates(
 
 
 @dg.asset(group_name="ranking", kinds={"lightgbm"})
-def ranking_model(context: dg.AssetExecutionContext, recall_candidates: TrainingSet) -> dict:
-    """LightGBM lambdarank over the candidates; rounds chosen by early stopping on user folds."""
+def ranking_model(context: dg.AssetExecutionContext, dask: DaskResource, recall_candidates: TrainingSet) -> dict:
+    """LightGBM lambdarank over the candidates; rounds chosen by early stopping on user folds; the
+    final fit on the Dask cluster (LightGBM's Dask interface) when one is configured."""
     started = time.perf_counter()
-    booster, info = train_ranker(recall_candidates, seed=settings.seed())
+    if dask.scheduler:
+        with dask.client() as client:
+            booster, info = train_ranker(recall_candidates, seed=settings.seed(), final_fit=dask_final_fit(client))
+            info["trained_on"] = f"dask, {len(client.scheduler_info()['workers'])} workers"
+    else:
+        booster, info = train_ranker(recall_candidates, seed=settings.seed())
+        info["trained_on"] = "in process"
     gain = booster.feature_importance("gain")
     importance = pd.DataFrame({"feature": booster.feature_name(), "gain_share": np.round(gain / max(gain.sum(), 1e-12), 4)})
     context.add_output_metadata({

@@ -1,6 +1,7 @@
 """Resources: where data comes from and where outputs go, configured from the environment."""
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -144,6 +145,36 @@ class ServiceAdminResource(dg.ConfigurableResource):
         return reload_model(self.url, self.token, version) if self.url else {}
 
 
+class DaskResource(dg.ConfigurableResource):
+    """The Dask cluster heavy steps may use (RECSYS_DASK_SCHEDULER): a scheduler address,
+    ``local`` for a LocalCluster of ``workers`` processes, or empty for none."""
+
+    scheduler: str = ""
+    workers: int = 2
+
+    @contextmanager
+    def client(self):
+        """A client of the cluster; inside a task of the dask executor, one that secedes from the
+        worker's thread pool so work the step submits can run on every worker."""
+        from distributed import Client, LocalCluster, get_worker, worker_client
+
+        try:
+            get_worker()
+        except ValueError:
+            pass
+        else:
+            with worker_client() as client:
+                yield client
+            return
+        if self.scheduler == "local":
+            with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True) as cluster, \
+                    Client(cluster) as client:
+                yield client
+        else:
+            with Client(self.scheduler) as client:
+                yield client
+
+
 class RolloutResource(dg.ConfigurableResource):
     """How a promoted champion reaches users (defaults: ``RolloutPolicy``; RECSYS_ROLLOUT_*
     variables override them). ``on_promotion``: ``rollout`` (staged, judged by the rollout sensor)
@@ -196,6 +227,7 @@ def resources_from_environment() -> dict:
         "promotion_gate": PromotionGateResource(**settings.gate_settings()),
         "drift_policy": DriftPolicyResource(**settings.drift_settings()),
         "rollout": RolloutResource(**settings.rollout_settings()),
+        "dask": DaskResource(scheduler=settings.dask_scheduler(), workers=settings.dask_workers()),
     }
 
 
