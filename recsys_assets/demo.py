@@ -48,6 +48,7 @@ def main() -> int:
           f"on {summary['dataset']['evaluated_users']} evaluated users.\n")
     print(markdown_table(summary, "user"), "\n")
     print(markdown_table(summary, "detail"), "\n")
+    print(markdown_table(summary, "detail_next"), "\n")
     print(f"ranking AUC (validation labels, out of fold): {summary['ranking_auc']:.4f}")
     print(f"checks:  {len(checks) - len(failed_checks)} of {len(checks)} passed")
     for check in failed_checks:

@@ -120,6 +120,7 @@ def raw_max_lag_hours() -> float:
 
 GATE_VARIABLES = {
     "RECSYS_MIN_NDCG_GAIN": ("min_ndcg_gain", float), "RECSYS_RECALL_TOLERANCE": ("recall_tolerance", float),
+    "RECSYS_DETAIL_NEXT_TOLERANCE": ("detail_next_tolerance", float),
     "RECSYS_AUC_TOLERANCE": ("auc_relative_tolerance", float), "RECSYS_MIN_EVAL_USERS": ("min_eval_users", int),
     "RECSYS_MIN_QUALITY_SCORE": ("min_quality_score", float),
     "RECSYS_LATENCY_BUDGET_MS": ("latency_budget_ms", float), "RECSYS_LATENCY_REQUESTS": ("latency_requests", int),
@@ -155,7 +156,9 @@ def gate_settings() -> dict:
     """Fields of the ``promotion_gate`` resource set in the environment (the rest keep the
     resource's defaults): RECSYS_MIN_NDCG_GAIN (0: the lower end of the 95% paired bootstrap
     interval of the ndcg@10 difference must exceed it), RECSYS_RECALL_TOLERANCE (0.005: the recall@10
-    difference's interval must not lie wholly below minus it), RECSYS_BOOTSTRAP_RESAMPLES (2000),
+    difference's interval must not lie wholly below minus it), RECSYS_DETAIL_NEXT_TOLERANCE (0.005:
+    against the champion, the next-item detail page's ndcg@10 difference must not lie wholly below
+    minus it), RECSYS_BOOTSTRAP_RESAMPLES (2000),
     RECSYS_AUC_TOLERANCE (0.05), RECSYS_MIN_EVAL_USERS (200, absolute), RECSYS_ALLOW_SMALL_EVAL (0;
     1 lets fewer users through, recorded in the registry history), RECSYS_MAX_BUNDLE_MB (4096),
     RECSYS_MAX_LOADED_MEMORY_MB (8192), RECSYS_MIN_QUALITY_SCORE (90),

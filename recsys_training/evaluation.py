@@ -10,7 +10,7 @@ import pandas as pd
 
 from recsys_runtime.candidates import route_names
 from recsys_runtime.recommender import Recommender
-from recsys_training import baselines
+from recsys_training import baselines, detail_next
 from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
 from recsys_training.metrics import K, aggregate, evaluate_lists, per_user_metrics
@@ -112,6 +112,9 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
     for route in route_names(recommender.routes):
         summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
         summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
+    cases = detail_next.next_item_cases(split.test)
+    next_paired = _evaluate_next(recommender, split, cases, summary, variants, with_baselines, n_train_items, k)
+    summary[PER_USER]["detail_next"] = {"users": cases.users.tolist(), "model": next_paired}
     if with_baselines:
         user_lists, detail_lists, skipped = baseline_lists(split.train, users, anchors, k)
         for name, lists in user_lists.items():
@@ -121,6 +124,29 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
             summary["user"]["baselines"][name] = summary["detail"]["baselines"][name] = {"skipped": reason}
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
+
+
+def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.NextItemCases, summary: dict,
+                   variants: tuple, with_baselines: bool, n_train_items: int, k: int) -> dict[str, np.ndarray]:
+    """``summary["detail_next"]``: the served detail list (with the user), each route alone, the
+    /similar list (no user) and the baselines on the next-item protocol; returns the model's
+    per-user ndcg and recall for paired comparisons."""
+    lists_of = recommender.recommend_variants(list(cases.users), cases.queries, k=k, variants=variants)
+    model_lists = _as_lists(cases.users, lists_of[None])
+    values = per_user_metrics(model_lists, cases.relevant, k)
+    section = {"model": aggregate(values, model_lists, cases.relevant, n_train_items, k), "routes": {}, "baselines": {},
+               "similar": evaluate_lists(_as_lists(cases.users, recommender.recommend_many(
+                   [None] * len(cases.users), cases.queries, k=k)), cases.relevant, n_train_items, k)}
+    for route in route_names(recommender.routes):
+        section["routes"][route] = evaluate_lists(_as_lists(cases.users, lists_of[route]), cases.relevant,
+                                                  n_train_items, k)
+    if with_baselines:
+        lists, skipped = detail_next.baseline_lists(split.train, cases, k)
+        section["baselines"] = {name: evaluate_lists(found, cases.relevant, n_train_items, k)
+                                for name, found in lists.items()}
+        section["baselines"].update({name: {"skipped": reason} for name, reason in skipped.items()})
+    summary["detail_next"] = section
+    return {name: values[name] for name in (f"ndcg@{k}", f"recall@{k}")}
 
 
 def without_per_user(summary: dict) -> dict:
@@ -133,6 +159,8 @@ def markdown_table(summary: dict, context: str) -> str:
     section = summary[context]
     lines = [f"| {context} | ndcg@10 | recall@10 | hr@10 | coverage@10 |", "|---|---|---|---|---|"]
     rows = [("**model**", section["model"])]
+    if "similar" in section:
+        rows.append(("/similar (no user)", section["similar"]))
     rows += [(f"route: {n}", m) for n, m in section.get("routes", {}).items()]
     rows += [(f"baseline: {n}", m) for n, m in section.get("baselines", {}).items()]
     for name, m in rows:

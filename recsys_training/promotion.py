@@ -17,11 +17,13 @@ class GateThresholds:
     """What a challenger must reach; the Dagster layer fills it from the ``promotion_gate`` resource.
 
     Model comparisons are paired bootstraps over the evaluated users: the lower end of the 95%
-    interval of the ndcg@10 difference must exceed ``min_ndcg_gain``, and the recall@10
-    difference's interval must not lie wholly below ``-recall_tolerance``."""
+    interval of the ndcg@10 difference must exceed ``min_ndcg_gain``, the recall@10 difference's
+    interval must not lie wholly below ``-recall_tolerance``, and against the champion the
+    next-item detail page's ndcg@10 difference must not lie wholly below ``-detail_next_tolerance``."""
 
     min_ndcg_gain: float = 0.0
     recall_tolerance: float = 0.005
+    detail_next_tolerance: float = 0.005
     auc_relative_tolerance: float = 0.05
     min_eval_users: int = 200
     allow_small_eval: bool = False
@@ -42,10 +44,13 @@ class PairedMetrics:
     recall: np.ndarray
 
     @classmethod
-    def from_summary(cls, summary: dict, baseline: str | None = None) -> PairedMetrics | None:
-        """The model's values, or a baseline's (None when that baseline was not computed)."""
-        per_user = summary[PER_USER]
-        values = per_user["model"] if baseline is None else per_user["baselines"].get(baseline)
+    def from_summary(cls, summary: dict, baseline: str | None = None, view: str = "user") -> PairedMetrics | None:
+        """The model's values, or a baseline's (None when that baseline was not computed), on the
+        user lists or (``view="detail_next"``) on the next-item detail page."""
+        per_user = summary[PER_USER] if view == "user" else summary[PER_USER].get(view)
+        if per_user is None:
+            return None
+        values = per_user["model"] if baseline is None else per_user.get("baselines", {}).get(baseline)
         if values is None:
             return None
         return cls(np.asarray(per_user["users"]), np.asarray(values["ndcg@10"]), np.asarray(values["recall@10"]))
@@ -72,8 +77,11 @@ def paired_difference(challenger: PairedMetrics, reference: PairedMetrics, label
 
 def compare_with_champion(challenger: ModelMetrics, champion: ModelMetrics | None, t: GateThresholds,
                           challenger_users: PairedMetrics | None = None,
-                          champion_users: PairedMetrics | None = None) -> GateResult:
-    """Both measured on the same split and users (the champion's AUC on the same ranker labels)."""
+                          champion_users: PairedMetrics | None = None,
+                          challenger_next: PairedMetrics | None = None,
+                          champion_next: PairedMetrics | None = None) -> GateResult:
+    """Both measured on the same split and users (the champion's AUC on the same ranker labels);
+    the ``*_next`` values: the next-item detail page, which must not be clearly worse."""
     if champion is None:
         return GateResult(True, "no champion yet: the first model is promoted on its other checks",
                           {"challenger_ndcg@10": challenger.ndcg})
@@ -85,6 +93,15 @@ def compare_with_champion(challenger: ModelMetrics, champion: ModelMetrics | Non
         "challenger_recall@10": challenger.recall, "champion_recall@10": champion.recall,
         "challenger_auc": challenger.auc, "champion_auc": champion.auc,
     })
+    if challenger_next is not None and champion_next is not None and len(challenger_next.users):
+        if not np.array_equal(challenger_next.users, champion_next.users):
+            raise ValueError("detail_next: the two evaluations cover different users")
+        detail = paired_interval(challenger_next.ndcg, champion_next.ndcg, t.bootstrap_resamples)
+        numbers.update({**detail.as_numbers("champion_detail_next_ndcg@10"),
+                        "detail_next_tolerance": t.detail_next_tolerance})
+        if detail.high < -t.detail_next_tolerance:
+            failures.append(f"detail_next ndcg@10 vs champion {detail.describe()}: wholly below "
+                            f"-{t.detail_next_tolerance}")
     if champion.auc and challenger.auc is not None:
         if challenger.auc < champion.auc * (1 - t.auc_relative_tolerance):
             failures.append(f"ranking AUC {challenger.auc:.4f} more than {t.auc_relative_tolerance:.0%} below "

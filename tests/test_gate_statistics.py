@@ -61,6 +61,18 @@ def test_recall_wholly_below_the_tolerance_fails_even_when_ndcg_wins():
     assert compare_with_champion(_metrics(within), _metrics(champion), GateThresholds(), within, champion).passed
 
 
+def test_a_challenger_clearly_worse_on_the_next_item_detail_page_is_not_promoted():
+    champion, better = _paired(np.full(400, 0.2)), _paired(np.full(400, 0.25))
+    champion_next = _paired(np.full(300, 0.15))
+    worse_next, equal_next = _paired(np.full(300, 0.13)), _paired(np.full(300, 0.149))
+    result = compare_with_champion(_metrics(better), _metrics(champion), GateThresholds(), better, champion,
+                                   worse_next, champion_next)
+    assert not result.passed and "detail_next ndcg@10 vs champion" in result.reason
+    assert result.numbers["champion_detail_next_ndcg@10_diff"] == pytest.approx(-0.02)
+    assert compare_with_champion(_metrics(better), _metrics(champion), GateThresholds(), better, champion,
+                                 equal_next, champion_next).passed
+
+
 def test_comparing_different_users_is_an_error():
     a = _paired(np.ones(10))
     b = PairedMetrics(np.array([f"x{i}" for i in range(10)]), np.ones(10), np.ones(10))

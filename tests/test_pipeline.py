@@ -73,6 +73,16 @@ def test_summary_shape_and_model_beats_popularity(run):
     assert user["model"]["ndcg@10"] > user["baselines"]["most_pop"]["ndcg@10"]
     assert user["model"]["ndcg@10"] > user["routes"]["popular"]["ndcg@10"]
     assert 0.5 < summary["ranking_auc"] <= 1.0
+    # the next-item detail page: its own users, queries outside the history, its own baselines
+    following = summary["detail_next"]
+    assert set(following["model"]) == set(following["similar"]) == metric_keys
+    assert set(following["routes"]) == set(summary["detail"]["routes"])
+    assert set(following["baselines"]) == {"most_pop", "cooccurrence_of_query", "ease_row_of_query",
+                                           "item_knn_history_and_query", "ease_history_and_query"}
+    assert 0 < following["model"]["users"] <= summary["user"]["model"]["users"]
+    assert following["model"] != summary["detail"]["model"]
+    assert following["model"]["ndcg@10"] > following["baselines"]["most_pop"]["ndcg@10"]
+    assert _metadata(run[1], "evaluation_summary")["detail_next_ndcg@10"] == following["model"]["ndcg@10"]
 
 
 def test_evaluation_numbers_come_from_the_runtime_recommender(run):

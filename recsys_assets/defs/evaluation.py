@@ -17,7 +17,8 @@ from recsys_training.split import SERVING, Split
 def evaluation_summary(context: dg.AssetExecutionContext, storage: StorageResource, model_bundle: str,
                        interactions_split: dict[str, Split], ranking_model: dict) -> dict:
     """ndcg/recall/hr/coverage@10 of the served recommender, of each route alone and of the
-    baselines (most popular, item-kNN, EASE), for user and detail-page lists. summary.json holds
+    baselines (most popular, item-kNN, EASE), for user and detail-page lists, and for the next-item
+    detail page (``detail_next``). summary.json holds
     the aggregates; per_user.parquet each user's ndcg and recall, which the gate compares paired."""
     recommender = load_bundle(model_bundle, ranker_cache=settings.ranker_cache())
     summary = evaluate(recommender, interactions_split[SERVING])
@@ -27,15 +28,18 @@ def evaluation_summary(context: dg.AssetExecutionContext, storage: StorageResour
     path.write_text(json.dumps(without_per_user(summary), indent=2))
     per_user_path = storage.path("evaluation", "per_user.parquet")
     per_user_table(summary).to_parquet(per_user_path)
-    user, detail = summary["user"]["model"], summary["detail"]["model"]
+    user, detail, detail_next = summary["user"]["model"], summary["detail"]["model"], summary["detail_next"]
     context.add_output_metadata({
         "user_ndcg@10": user["ndcg@10"], "user_recall@10": user["recall@10"], "user_hr@10": user["hr@10"],
         "detail_ndcg@10": detail["ndcg@10"], "detail_recall@10": detail["recall@10"],
+        "detail_next_ndcg@10": detail_next["model"]["ndcg@10"], "detail_next_recall@10": detail_next["model"]["recall@10"],
+        "similar_next_ndcg@10": detail_next["similar"]["ndcg@10"],
         "ranking_auc": summary["ranking_auc"], "evaluated_users": user["users"],
         "model_version": recommender.version, "path": dg.MetadataValue.path(str(path)),
         "per_user_path": dg.MetadataValue.path(str(per_user_path)),
         "user_table": dg.MetadataValue.md(markdown_table(summary, "user")),
         "detail_table": dg.MetadataValue.md(markdown_table(summary, "detail")),
+        "detail_next_table": dg.MetadataValue.md(markdown_table(summary, "detail_next")),
         "seconds": summary["seconds"],
     })
     return summary

@@ -76,7 +76,7 @@ def beats_champion(challenger: RegisteredModel, interactions_split: dict[str, Sp
                    promotion_gate: PromotionGateResource) -> dg.AssetCheckResult:
     registry = mlflow_tracking.registry(with_mlflow=False)
     champion_version = registry.file.champion
-    champion, champion_users = None, None
+    champion, champion_users, champion_next = None, None, None
     if champion_version and champion_version != challenger.version:
         entry = registry.file.version(champion_version)
         try:
@@ -84,11 +84,14 @@ def beats_champion(challenger: RegisteredModel, interactions_split: dict[str, Sp
             summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
             champion = ModelMetrics.from_summary(summary, auc=ranking_auc(model.ranker, recall_candidates))
             champion_users = PairedMetrics.from_summary(summary)
+            champion_next = PairedMetrics.from_summary(summary, view="detail_next")
         except (BundleError, OSError) as error:
             result = GateResult(False, f"champion {champion_version} cannot be evaluated: {error}")
             return _record(mlflow_tracking, challenger, "beats_champion", result)
     result = promotion.compare_with_champion(challenger.metrics, champion, promotion_gate.thresholds(),
-                                             PairedMetrics.from_summary(evaluation_summary), champion_users)
+                                             PairedMetrics.from_summary(evaluation_summary), champion_users,
+                                             PairedMetrics.from_summary(evaluation_summary, view="detail_next"),
+                                             champion_next)
     return _record(mlflow_tracking, challenger, "beats_champion", result)
 
 

@@ -85,6 +85,7 @@ class PromotionGateResource(dg.ConfigurableResource):
 
     min_ndcg_gain: float = _GATE.min_ndcg_gain
     recall_tolerance: float = _GATE.recall_tolerance
+    detail_next_tolerance: float = _GATE.detail_next_tolerance
     auc_relative_tolerance: float = _GATE.auc_relative_tolerance
     min_eval_users: int = _GATE.min_eval_users
     allow_small_eval: bool = _GATE.allow_small_eval
