@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from recsys_runtime.candidates import Candidates, Requests, feature_names, generate
 from recsys_runtime.components import Components
+from recsys_training.detail_next import next_item_cases
 
 DEFAULT_PARAMS = {
     "objective": "lambdarank",
@@ -47,11 +48,51 @@ def user_requests(components: Components, user_ids: np.ndarray) -> Requests:
     )
 
 
-def training_set(components: Components, labels: pd.DataFrame, per_route: int = 100) -> TrainingSet:
-    """Candidates for every user in ``labels`` (user_id, item_id), labelled 1 when held out."""
+NEXT, SIMILAR = "#next", "#similar"  # suffixes of the ids of next-item training requests
+
+
+def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: np.ndarray,
+                        requests: Requests, kinds: tuple[str, ...]) -> tuple[Requests, list[str], list[tuple[int, int]]]:
+    """Per user with at least 2 held-out items, two more requests as the next-item detail page
+    asks them: the history with the first held-out item as the page, and (as ``/similar``) that
+    item alone; the other held-out items are their labels. Returns the extended requests, the
+    extra ids and (request row, item) positives."""
+    cases = next_item_cases(labels)
+    rows_of = {u: i for i, u in enumerate(user_ids)}
+    histories, anchors, as_of, exclude = list(requests.histories), list(requests.anchors), list(requests.as_of), \
+        list(requests.exclude)
+    ids, positives = [], []
+    for user, query in zip(cases.users, cases.queries, strict=True):
+        row, anchor = rows_of.get(user), components.position(query)
+        if row is None or anchor < 0:
+            continue
+        relevant = components.item_index(np.array(sorted(cases.relevant[user])))
+        for suffix, history in ((NEXT, requests.histories[row]), (SIMILAR, np.array([anchor], np.int32))):
+            if suffix[1:] not in kinds:
+                continue
+            request = len(histories)
+            histories.append(history)
+            anchors.append(anchor)
+            as_of.append(requests.as_of[row])
+            exclude.append(np.array([anchor], np.int64))
+            ids.append(user + suffix)
+            positives += [(request, int(item)) for item in relevant if item >= 0]
+    extended = Requests(histories=histories, anchors=np.array(anchors, np.int64), as_of=np.array(as_of, np.int64),
+                        exclude=exclude)
+    return extended, ids, positives
+
+
+def training_set(components: Components, labels: pd.DataFrame, per_route: int = 100,
+                 extra: tuple[str, ...] = ()) -> TrainingSet:
+    """Candidates for every user in ``labels`` (user_id, item_id[, timestamp]), labelled 1 when
+    held out. ``extra``: also the next-item detail page's requests (``_next_item_requests``):
+    ``next`` (anchored outside the history) and/or ``similar`` (no user)."""
+    unknown = sorted(set(extra) - {NEXT[1:], SIMILAR[1:]})
+    if unknown:
+        raise ValueError(f"extra training requests {unknown}: use next and/or similar")
     user_ids = np.unique(labels["user_id"].to_numpy().astype(str))
     user_ids = user_ids[components.histories.user_index(user_ids) >= 0]
-    candidates = generate(components, user_requests(components, user_ids), per_route)
+    requests = user_requests(components, user_ids)
     label_users = labels["user_id"].to_numpy().astype(str)
     label_rows = np.searchsorted(user_ids, label_users)
     label_items = components.item_index(labels["item_id"].to_numpy())
@@ -59,9 +100,17 @@ def training_set(components: Components, labels: pd.DataFrame, per_route: int = 
     valid &= user_ids[np.minimum(label_rows, len(user_ids) - 1)] == label_users
     n_items = len(components.items)
     positive = label_rows[valid].astype(np.int64) * n_items + label_items[valid]
+    ids = list(user_ids)
+    if extra:
+        requests, extra_ids, pairs = _next_item_requests(components, labels, user_ids, requests, extra)
+        ids += extra_ids
+        if pairs:
+            pairs = np.array(pairs, dtype=np.int64)
+            positive = np.concatenate([positive, pairs[:, 0] * n_items + pairs[:, 1]])
+    candidates = generate(components, requests, per_route)
     keys = candidates.rows.astype(np.int64) * n_items + candidates.items
     is_positive = np.isin(keys, positive)
-    return TrainingSet(candidates=candidates, labels=is_positive.astype(np.float32), user_ids=user_ids)
+    return TrainingSet(candidates=candidates, labels=is_positive.astype(np.float32), user_ids=np.array(ids))
 
 
 def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +146,9 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     """
     positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
     useful = positives > 0
-    fold_of = np.random.default_rng(seed).integers(0, folds, len(data.user_ids))
+    # a user's next-item requests share the user's fold, so early stopping never sees a user twice
+    base_ids, base_row = np.unique([u.split("#")[0] for u in data.user_ids], return_inverse=True)
+    fold_of = np.random.default_rng(seed).integers(0, folds, len(base_ids))[base_row]
     config = {**DEFAULT_PARAMS, "seed": seed, "deterministic": True, **(params or {})}
     best_rounds, aucs, ndcgs = [], [], []
     names = list(feature_names(data.candidates.route_table))
@@ -124,5 +175,8 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         "rows": int(len(y_all)),
         "positive_rate": float(y_all.mean()),
         "labels_in_candidates": int(data.labels.sum()),
+        "requests": {kind: int(sum(u.endswith(suffix) for u in data.user_ids)) for kind, suffix in
+                     (("next_item", NEXT), ("similar", SIMILAR))} | {
+            "user": int(sum("#" not in u for u in data.user_ids))},
     }
     return final, info

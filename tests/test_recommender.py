@@ -156,3 +156,22 @@ def test_a_failing_route_is_cut_off_and_the_others_serve(world, monkeypatch):
     monkeypatch.undo()
     healthy = rec.recommend("u0", k=5)
     assert healthy.failed_routes == () and len(rec.user_states) == 1
+
+
+def test_next_item_training_requests_are_labelled_with_the_other_held_out_items(world):
+    _, _, comp = world
+    history, stamps = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    outside = [i for i in comp.items.tolist() if i not in set(comp.items[history].tolist())]
+    query, later = outside[0], outside[1:4]
+    labels = pd.DataFrame({"user_id": ["u0"] * 4, "item_id": [query, *later],
+                           "timestamp": [stamps[-1] + 1, stamps[-1] + 2, stamps[-1] + 3, stamps[-1] + 4]})
+    data = training_set(comp, labels, per_route=20, extra=("next", "similar"))
+    assert list(data.user_ids) == ["u0", "u0#next", "u0#similar"]
+    for row in (1, 2):
+        mine = data.candidates.rows == row
+        proposed = set(comp.items[data.candidates.items[mine]].tolist())
+        assert query not in proposed  # the page's own item is never proposed
+        labelled = set(comp.items[data.candidates.items[mine & (data.labels == 1)]].tolist())
+        assert labelled == proposed & set(later)
+    with pytest.raises(ValueError, match="extra training requests"):
+        training_set(comp, labels, extra=("nearby",))
