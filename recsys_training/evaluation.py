@@ -134,9 +134,12 @@ def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.Ne
     lists_of = recommender.recommend_variants(list(cases.users), cases.queries, k=k, variants=variants)
     model_lists = _as_lists(cases.users, lists_of[None])
     values = per_user_metrics(model_lists, cases.relevant, k)
+    # /similar knows no user; as the protocol asks, its list leaves out the user's train items too
+    seen = split.train.groupby(split.train["user_id"].astype(str))["item_id"].apply(lambda s: s.astype(str).tolist())
+    similar = recommender.recommend_many([None] * len(cases.users), cases.queries, k=k,
+                                         exclude=[seen.get(u, []) for u in cases.users])
     section = {"model": aggregate(values, model_lists, cases.relevant, n_train_items, k), "routes": {}, "baselines": {},
-               "similar": evaluate_lists(_as_lists(cases.users, recommender.recommend_many(
-                   [None] * len(cases.users), cases.queries, k=k)), cases.relevant, n_train_items, k)}
+               "similar": evaluate_lists(_as_lists(cases.users, similar), cases.relevant, n_train_items, k)}
     for route in route_names(recommender.routes):
         section["routes"][route] = evaluate_lists(_as_lists(cases.users, lists_of[route]), cases.relevant,
                                                   n_train_items, k)
