@@ -64,10 +64,6 @@ def stage_name(share: float) -> str:
     return "shadow" if share == 0.0 else "primary" if share == 1.0 else f"canary {share:.0%}"
 
 
-def _rate(part: float, whole: float) -> float:
-    return part / whole if whole > 0 else 0.0
-
-
 def judge(policy: RolloutPolicy, share: float, numbers: dict, elapsed: float) -> Decision:
     """The decision on one stage from its numbers (``arm_numbers.difference`` since it began)."""
     primary, candidate, shadow = numbers["arms"]["primary"], numbers["arms"]["candidate"], numbers["shadow"]

@@ -18,7 +18,7 @@ from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, Histories, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
-from recsys_runtime.routes import IMAGE_ROUTE, ROUTES, route_names, routes_for
+from recsys_runtime.routes import route_names, route_table, routes_for
 from recsys_runtime.similar_table import SimilarTable
 
 MANIFEST = "manifest.json"
@@ -87,11 +87,12 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         served[columns].astype(str).to_parquet(staging / CATALOG_FILE, index=False)
     ranker.save_model(str(staging / "ranker.txt"))
     files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+    routes = routes_for(components)
     manifest = {
         "format": FORMAT_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "features": list(feature_names(routes_for(components))),
-        "routes": list(route_names(routes_for(components))),
+        "features": list(feature_names(routes)),
+        "routes": list(route_names(routes)),
         "content_index": components.content_index.describe(),
         "image_index": components.image_index.describe() if components.image_index is not None else None,
         "items": int(len(components.items)),
@@ -118,10 +119,11 @@ def verify_bundle(path: Path) -> dict:
     manifest = read_manifest(path)
     if manifest.get("format") != FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format {manifest.get('format')} is not {FORMAT_VERSION}")
-    routes = route_names(routes_for_manifest(manifest))
-    if list(manifest.get("routes", routes)) != list(routes):
-        raise BundleError(f"{path}: bundle routes {manifest.get('routes')} differ from this code's {list(routes)}")
-    if list(manifest.get("features", [])) != list(feature_names(routes_for_manifest(manifest))):
+    routes = route_table(IMAGE_FILE in manifest["files"])  # the table the bundle was built with
+    if list(manifest.get("routes", route_names(routes))) != list(route_names(routes)):
+        raise BundleError(f"{path}: bundle routes {manifest.get('routes')} differ from this code's "
+                          f"{list(route_names(routes))}")
+    if list(manifest.get("features", [])) != list(feature_names(routes)):
         raise BundleError(f"{path}: bundle features differ from this code's features")
     for name, expected in manifest["files"].items():
         file = path / name
@@ -140,11 +142,6 @@ def trained_until(path: Path | str) -> int:
         return int(manifest["trained_until"])
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
         return int(arrays["history_timestamps"].max(initial=0))
-
-
-def routes_for_manifest(manifest: dict) -> tuple:
-    """The route table a bundle was built with: the image route when it holds image vectors."""
-    return ROUTES + ((IMAGE_ROUTE,) if IMAGE_FILE in manifest["files"] else ())
 
 
 def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: bool,

@@ -97,9 +97,14 @@ ROUTES: tuple[Route, ...] = (
 IMAGE_ROUTE = Route("image", 2, "image_score", _image, features=("image_score", "anchor_image"))
 
 
+def route_table(with_images: bool) -> tuple[Route, ...]:
+    """The routes every catalog has, then the image route when there are image vectors."""
+    return ROUTES + ((IMAGE_ROUTE,) if with_images else ())
+
+
 def routes_for(components: Components) -> tuple[Route, ...]:
-    """The route table of these components: the image route only when they hold image vectors."""
-    return ROUTES + ((IMAGE_ROUTE,) if components.image_index is not None else ())
+    """The route table of these components."""
+    return route_table(components.image_index is not None)
 
 
 def route_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:

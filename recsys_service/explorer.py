@@ -20,7 +20,6 @@ from recsys_service.agreement import overlap_at_k, rank_biased_overlap
 from recsys_service.models import ReloadRefused
 
 PAGE = Path(__file__).parent / "static" / "explore.html"
-ENDPOINTS = ("similar", "recommend_detail", "recommend_user")
 
 
 @lru_cache(maxsize=8)

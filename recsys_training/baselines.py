@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
 
 EASE_MAX_ITEMS = 20_000
@@ -48,3 +51,44 @@ def rank_all(
 def most_popular(data: InteractionMatrix, users: np.ndarray, k: int = 10) -> dict:
     popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
     return rank_all(data, users, lambda h: np.repeat(popularity, h.shape[0], axis=0), k)
+
+
+@dataclass(frozen=True)
+class ReferenceModels:
+    """The reference recommenders, fitted once on a train part for every protocol's baselines:
+    item popularity, item-item cosine, and EASE (lambda 500) unless the catalog is too large."""
+
+    data: InteractionMatrix
+    popularity: np.ndarray  # (1, items)
+    cosine: sp.csr_matrix
+    ease: np.ndarray | None
+    ease_skipped: str = ""
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame) -> ReferenceModels:
+        data = InteractionMatrix.from_interactions(train)
+        n_items = data.matrix.shape[1]
+        skipped = f"{n_items} items > {EASE_MAX_ITEMS}" if n_items > EASE_MAX_ITEMS else ""
+        return cls(data, np.asarray(data.matrix.sum(axis=0), dtype=np.float64), cosine_similarity(data.matrix),
+                   None if skipped else ease_item_weights(data.matrix, 500.0), skipped)
+
+
+def rank_for_pages(data: InteractionMatrix, users: np.ndarray, pages: list, score: Callable[[sp.csr_matrix], np.ndarray],
+                   k: int, with_history: bool = False) -> dict:
+    """Per user, the top ``k`` items for the page of item ``pages[i]`` by ``score`` of the page
+    alone (as rows of one-hot vectors) or, ``with_history``, of the page plus the user's history;
+    the page and the user's train items are never listed."""
+    rows = data.user_index(users)
+    columns = data.item_index(np.array(pages))
+    lists = {}
+    step = user_batch(data.matrix.shape[1])
+    for start in range(0, len(rows), step):
+        batch = slice(start, start + step)
+        history = data.matrix[rows[batch]]
+        page = sp.csr_matrix((np.ones(len(columns[batch])), (np.arange(len(columns[batch])), columns[batch])),
+                             shape=history.shape)
+        scores = np.asarray(score((history + page) if with_history else page), dtype=np.float64)
+        top = top_k_excluding(scores, (history + page).tocsr(), k)
+        for user, cols in zip(users[batch], top, strict=True):
+            lists[user] = data.items[cols].tolist()
+    return lists

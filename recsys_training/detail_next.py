@@ -7,11 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from recsys_training import baselines
-from recsys_training.collaborative import ease_item_weights
-from recsys_training.matrix import InteractionMatrix, top_k_excluding
+from recsys_training.baselines import ReferenceModels, rank_for_pages
 from recsys_training.schema import canonical_order
 
 
@@ -31,44 +28,24 @@ def next_item_cases(test: pd.DataFrame) -> NextItemCases:
                          relevant={u: set(items[1:]) for u, items in grouped.items()})
 
 
-def _ranked(data: InteractionMatrix, cases: NextItemCases, score, k: int, with_history: bool) -> dict:
-    """Lists of the cases' users by ``score(rows, query columns)``, excluding the query and (always,
-    as the protocol says) the user's train items."""
-    rows = data.user_index(cases.users)
-    queries = data.item_index(np.array(cases.queries))
-    lists = {}
-    step = baselines.user_batch(data.matrix.shape[1])
-    for start in range(0, len(rows), step):
-        batch = slice(start, start + step)
-        history = data.matrix[rows[batch]]
-        query = sp.csr_matrix((np.ones(len(queries[batch])), (np.arange(len(queries[batch])), queries[batch])),
-                              shape=history.shape)
-        given = (history + query) if with_history else query
-        scores = np.asarray(score(given), dtype=np.float64)
-        top = top_k_excluding(scores, (history + query).tocsr(), k)
-        for user, cols in zip(cases.users[batch], top, strict=True):
-            lists[user] = data.items[cols].tolist()
-    return lists
-
-
-def baseline_lists(train: pd.DataFrame, cases: NextItemCases, k: int) -> tuple[dict, dict]:
+def baseline_lists(models: ReferenceModels, cases: NextItemCases, k: int) -> tuple[dict, dict]:
     """(lists by baseline name, skipped reasons): most popular, co-occurrence cosine and EASE row of
     the query (no user), item-kNN and EASE of history plus query."""
-    data = InteractionMatrix.from_interactions(train)
+    data = models.data
     known = data.item_index(np.array(cases.queries)) >= 0
     if not known.all():
         raise ValueError(f"{int((~known).sum())} next-item queries are not train items; the split drops those")
-    popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
-    cosine = baselines.cosine_similarity(data.matrix)
-    lists = {"most_pop": _ranked(data, cases, lambda g: np.repeat(popularity, g.shape[0], 0), k, False),
-             "cooccurrence_of_query": _ranked(data, cases, lambda g: (g @ cosine).toarray(), k, False),
-             "item_knn_history_and_query": _ranked(data, cases, lambda g: (g @ cosine).toarray(), k, True)}
+
+    def rank(score, with_history: bool) -> dict:
+        return rank_for_pages(data, cases.users, cases.queries, score, k, with_history)
+
+    lists = {"most_pop": rank(lambda g: np.repeat(models.popularity, g.shape[0], 0), False),
+             "cooccurrence_of_query": rank(lambda g: (g @ models.cosine).toarray(), False),
+             "item_knn_history_and_query": rank(lambda g: (g @ models.cosine).toarray(), True)}
     skipped = {}
-    if data.matrix.shape[1] > baselines.EASE_MAX_ITEMS:
-        for name in ("ease_row_of_query", "ease_history_and_query"):
-            skipped[name] = f"{data.matrix.shape[1]} items > {baselines.EASE_MAX_ITEMS}"
+    if models.ease is None:
+        skipped = {name: models.ease_skipped for name in ("ease_row_of_query", "ease_history_and_query")}
     else:
-        weights = ease_item_weights(data.matrix, 500.0)
-        lists["ease_row_of_query"] = _ranked(data, cases, lambda g: np.asarray(g @ weights), k, False)
-        lists["ease_history_and_query"] = _ranked(data, cases, lambda g: np.asarray(g @ weights), k, True)
+        lists["ease_row_of_query"] = rank(lambda g: np.asarray(g @ models.ease), False)
+        lists["ease_history_and_query"] = rank(lambda g: np.asarray(g @ models.ease), True)
     return lists, skipped

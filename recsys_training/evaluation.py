@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,8 +10,6 @@ import pandas as pd
 from recsys_runtime.candidates import route_names
 from recsys_runtime.recommender import Recommender
 from recsys_training import baselines, detail_next
-from recsys_training.collaborative import ease_item_weights
-from recsys_training.matrix import InteractionMatrix, top_k_excluding
 from recsys_training.metrics import K, aggregate, evaluate_lists, per_user_metrics
 from recsys_training.schema import canonical_order
 from recsys_training.split import Split
@@ -26,40 +23,22 @@ def last_train_items(train: pd.DataFrame) -> dict:
     return {str(u): str(i) for u, i in last.items()}
 
 
-def _detail_baseline(data: InteractionMatrix, users: np.ndarray, anchors: dict,
-                     similarity: Callable[[np.ndarray], np.ndarray], k: int) -> dict:
-    """Rank items by their similarity to the user's anchor, excluding the anchor and history."""
-    rows = data.user_index(users)
-    anchor_cols = data.item_index(np.array([anchors[u] for u in users]))
-    lists = {}
-    step = baselines.user_batch(data.matrix.shape[1])
-    for start in range(0, len(users), step):
-        batch = slice(start, start + step)
-        scores = np.asarray(similarity(anchor_cols[batch]), dtype=np.float64)
-        exclude = data.matrix[rows[batch]].tolil()
-        exclude[np.arange(len(anchor_cols[batch])), anchor_cols[batch]] = 1
-        top = top_k_excluding(scores, exclude.tocsr(), k)
-        for user, cols in zip(users[batch], top, strict=True):
-            lists[user] = data.items[cols].tolist()
-    return lists
-
-
-def baseline_lists(train: pd.DataFrame, users: np.ndarray, anchors: dict, k: int = K) -> tuple[dict, dict, dict]:
+def baseline_lists(models: baselines.ReferenceModels, users: np.ndarray, anchors: dict,
+                   k: int = K) -> tuple[dict, dict, dict]:
     """(user lists, detail lists, skipped reasons) of most_pop, item_knn and ease."""
-    data = InteractionMatrix.from_interactions(train)
+    data = models.data
+    pages = [anchors[u] for u in users]
     user_lists, detail_lists, skipped = {}, {}, {}
-    popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
     user_lists["most_pop"] = baselines.most_popular(data, users, k)
-    detail_lists["most_pop"] = _detail_baseline(data, users, anchors, lambda a: np.repeat(popularity, len(a), 0), k)
-    cosine = baselines.cosine_similarity(data.matrix)
-    user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ cosine).toarray(), k)
-    detail_lists["item_knn"] = _detail_baseline(data, users, anchors, lambda a: cosine[a].toarray(), k)
-    if data.matrix.shape[1] > baselines.EASE_MAX_ITEMS:
-        skipped["ease"] = f"{data.matrix.shape[1]} items > {baselines.EASE_MAX_ITEMS}"
+    detail_lists["most_pop"] = baselines.rank_for_pages(
+        data, users, pages, lambda g: np.repeat(models.popularity, g.shape[0], 0), k)
+    user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ models.cosine).toarray(), k)
+    detail_lists["item_knn"] = baselines.rank_for_pages(data, users, pages, lambda g: (g @ models.cosine).toarray(), k)
+    if models.ease is None:
+        skipped["ease"] = models.ease_skipped
     else:
-        weights = ease_item_weights(data.matrix, 500.0)
-        user_lists["ease"] = baselines.rank_all(data, users, lambda h: np.asarray(h @ weights), k)
-        detail_lists["ease"] = _detail_baseline(data, users, anchors, lambda a: weights[a], k)
+        user_lists["ease"] = baselines.rank_all(data, users, lambda h: np.asarray(h @ models.ease), k)
+        detail_lists["ease"] = baselines.rank_for_pages(data, users, pages, lambda g: np.asarray(g @ models.ease), k)
     return user_lists, detail_lists, skipped
 
 
@@ -112,11 +91,12 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
     for route in route_names(recommender.routes):
         summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
         summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
+    models = baselines.ReferenceModels.fit(split.train) if with_baselines else None
     cases = detail_next.next_item_cases(split.test)
-    next_paired = _evaluate_next(recommender, split, cases, summary, variants, with_baselines, n_train_items, k)
+    next_paired = _evaluate_next(recommender, split, cases, summary, variants, models, n_train_items, k)
     summary[PER_USER]["detail_next"] = {"users": cases.users.tolist(), "model": next_paired}
     if with_baselines:
-        user_lists, detail_lists, skipped = baseline_lists(split.train, users, anchors, k)
+        user_lists, detail_lists, skipped = baseline_lists(models, users, anchors, k)
         for name, lists in user_lists.items():
             summary["user"]["baselines"][name], summary[PER_USER]["baselines"][name] = score_and_pair(lists)
         summary["detail"]["baselines"] = {name: score(lists) for name, lists in detail_lists.items()}
@@ -127,7 +107,8 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
 
 
 def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.NextItemCases, summary: dict,
-                   variants: tuple, with_baselines: bool, n_train_items: int, k: int) -> dict[str, np.ndarray]:
+                   variants: tuple, models: baselines.ReferenceModels | None, n_train_items: int,
+                   k: int) -> dict[str, np.ndarray]:
     """``summary["detail_next"]``: the served detail list (with the user), each route alone, the
     /similar list (no user) and the baselines on the next-item protocol; returns the model's
     per-user ndcg and recall for paired comparisons."""
@@ -143,8 +124,8 @@ def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.Ne
     for route in route_names(recommender.routes):
         section["routes"][route] = evaluate_lists(_as_lists(cases.users, lists_of[route]), cases.relevant,
                                                   n_train_items, k)
-    if with_baselines:
-        lists, skipped = detail_next.baseline_lists(split.train, cases, k)
+    if models is not None:
+        lists, skipped = detail_next.baseline_lists(models, cases, k)
         section["baselines"] = {name: evaluate_lists(found, cases.relevant, n_train_items, k)
                                 for name, found in lists.items()}
         section["baselines"].update({name: {"skipped": reason} for name, reason in skipped.items()})

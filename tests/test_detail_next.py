@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recsys_training.baselines import ReferenceModels
 from recsys_training.detail_next import baseline_lists, next_item_cases
 from recsys_training.metrics import evaluate_lists
 from recsys_training.sources import load_movielens
@@ -35,7 +36,7 @@ def test_the_query_is_the_first_test_item_and_the_rest_are_relevant():
 def sample_baselines():
     split = protocol_folds(load_movielens(SAMPLE).interactions.rows)["serving"]
     cases = next_item_cases(split.test)
-    lists, skipped = baseline_lists(split.train, cases, 10)
+    lists, skipped = baseline_lists(ReferenceModels.fit(split.train), cases, 10)
     n_items = int(split.train["item_id"].nunique())
     return {name: evaluate_lists(found, cases.relevant, n_items, 10) for name, found in lists.items()}, skipped, cases
 
