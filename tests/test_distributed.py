@@ -17,7 +17,7 @@ import pytest
 
 from recsys_training import synthetic
 from recsys_training.components_fit import fit_components
-from recsys_training.distributed_ranker import dask_final_fit, shard_rows
+from recsys_training.distributed_ranker import ShardOrderedClient, dask_final_fit, pinned_array, shard_rows
 from recsys_training.ranker import train_ranker, training_set
 from recsys_training.split import protocol_folds
 
@@ -124,3 +124,24 @@ def test_the_dask_final_fit_ranks_like_the_in_process_one():
     assert remote.num_trees() == local.num_trees() == local_info["rounds"]
     a, b = local.predict(data.candidates.features), remote.predict(data.candidates.features)
     assert np.corrcoef(a, b)[0, 1] > 0.9
+
+
+def test_shards_are_placed_and_ranked_in_shard_order():
+    """LightGBM ranks its machines in ``who_has`` order; a plain client lists keys in set order."""
+    import dask
+    from distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        array = pinned_array(client, np.arange(10.0), (6, 4), workers)
+        parts = client.compute(array.to_delayed().tolist())
+        wait(parts)
+        holders = [next(iter(client.who_has([part])[part.key])) for part in parts]
+        assert holders == workers
+        assert np.array_equal(np.concatenate([part.result() for part in parts]), np.arange(10.0))
+
+        ordered = ShardOrderedClient(client)
+        futures = ordered.compute([dask.delayed(lambda i: i)(i, dask_key_name=f"shard-{i}") for i in range(12)])
+        wait(futures)
+        assert list(ordered.who_has(futures)) == [future.key for future in futures]
