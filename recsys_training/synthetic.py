@@ -12,6 +12,9 @@ WORDS = ("red blue green quiet loud fast slow dark bright old new deep light war
          "sharp soft grand small epic funny sad brave strange simple rich").split()
 
 
+HORIZON_YEARS = 4  # every generated interaction lies within this many years of ``start``
+
+
 def generate(n_users: int = 1_000, n_items: int = 2_000, n_interactions: int = 50_000,
              n_topics: int = 20, seed: int = 0, start: int = 1_600_000_000) -> RawTables:
     """Users pick a few favourite topics; items belong to one topic with Zipf popularity; each
@@ -53,6 +56,12 @@ def generate(n_users: int = 1_000, n_items: int = 2_000, n_interactions: int = 5
     first = start + rng.integers(0, 360 * 86_400, n_users)
     gaps = rng.exponential(3 * 86_400, len(users)) * (rng.random(len(users)) < 0.2) + 60
     offsets = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[np.cumsum(per_user) - per_user], per_user)
+    # a very active user's gaps would run for years, past today (and be rejected as future rows):
+    # such a user's sessions are squeezed to end by the horizon; everyone else is left as drawn
+    horizon = start + HORIZON_YEARS * 365 * 86_400
+    last = offsets[np.cumsum(per_user) - 1]
+    squeeze = np.minimum(1.0, (horizon - first) / np.maximum(last, 1.0))
+    offsets = offsets * np.repeat(squeeze, per_user)
     # an item is consumed no earlier than its release: new items arrive over time
     stamps = np.maximum(first[users] + offsets.astype(np.int64), release[chosen]) + np.arange(len(users)) % 600
     rows_user, rows_item, rows_ts = users, chosen, stamps

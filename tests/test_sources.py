@@ -124,3 +124,12 @@ def test_synthetic_is_seeded_and_shaped():
     # power-law popularity: the top 10% of items take far more than 10% of interactions
     assert counts.iloc[: len(counts) // 10].sum() / counts.sum() > 0.3
     assert json.dumps(a.items.rows.iloc[0].to_dict())  # every item field is plain text
+
+
+def test_synthetic_heavy_users_stay_in_the_past_so_no_row_is_rejected():
+    """Users with thousands of interactions used to run years past today and lose rows as future ones."""
+    tables = synthetic.generate(60, 300, 40_000, seed=0)
+    assert len(tables.interactions.rejects) == 0
+    assert len(tables.interactions.rows) == 40_001
+    horizon = 1_600_000_000 + synthetic.HORIZON_YEARS * 365 * 86_400
+    assert tables.interactions.rows["timestamp"].max() <= horizon + 600
