@@ -214,6 +214,9 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
     return _OneRequest(items, bits, columns, tuple(dict.fromkeys(failed)))
 
 
+FEATURE_BLOCK_ROWS = 32_768  # candidates per block of the feature matrix (a block's vectors: ~50 MB at 384 dims)
+
+
 def generate(components: Components, requests: Requests, per_route: int = 100,
              states: list[UserState | None] | None = None, routes: tuple[Route, ...] | None = None) -> Candidates:
     """Candidates of every route for every request, with the ranker's feature matrix.
@@ -254,11 +257,28 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
                        image_profiles: np.ndarray | None = None) -> np.ndarray:
     """The ranker's feature matrix of candidates ``(rows, cols)``; ``columns``: the features a
     request's own state gave; ``profiles`` / ``user_categories`` / ``image_profiles``: one row
-    per request."""
-    embeddings = components.embeddings
-    as_of = requests.as_of[rows]
+    per request. Computed in blocks of ``FEATURE_BLOCK_ROWS`` candidates, so the per-candidate
+    vectors gathered for the dot products take bounded memory however many requests come at once."""
+    names = feature_names(routes)
+    features = np.empty((len(rows), len(names)), dtype=np.float32)
     has_anchor = requests.anchors >= 0
     lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
+    for start in range(0, len(rows), FEATURE_BLOCK_ROWS):
+        block = slice(start, start + FEATURE_BLOCK_ROWS)
+        named = _named_features(components, requests, has_anchor, lengths, rows[block], cols[block], bits[block],
+                                {name: column[block] for name, column in columns.items()}, profiles,
+                                user_categories, routes, image_profiles)
+        for j, name in enumerate(names):
+            features[block, j] = named[name]
+    return features
+
+
+def _named_features(components: Components, requests: Requests, has_anchor: np.ndarray, lengths: np.ndarray,
+                    rows: np.ndarray, cols: np.ndarray, bits: np.ndarray, columns: dict[str, np.ndarray],
+                    profiles: np.ndarray, user_categories: np.ndarray, routes: tuple[Route, ...],
+                    image_profiles: np.ndarray | None) -> dict[str, np.ndarray]:
+    embeddings = components.embeddings
+    as_of = requests.as_of[rows]
     trend_7d, trend_30d, trend_365d = components.timeline.windows(cols, as_of, TREND_WINDOWS)
     candidate_vectors = embeddings[cols]
     anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]
@@ -286,11 +306,7 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
                                           candidate_images) * has_anchor[rows]
     for r, route in enumerate(routes):
         named[f"from_{route.name}"] = (bits >> r) & 1
-    names = feature_names(routes)
-    features = np.empty((len(rows), len(names)), dtype=np.float32)
-    for j, name in enumerate(names):
-        features[:, j] = named[name]
-    return features
+    return named
 
 
 def _dense_rows(matrix, rows: np.ndarray) -> np.ndarray:
