@@ -214,7 +214,7 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
     return _OneRequest(items, bits, columns, tuple(dict.fromkeys(failed)))
 
 
-FEATURE_BLOCK_ROWS = 32_768  # candidates per block of the feature matrix (a block's vectors: ~50 MB at 384 dims)
+FEATURE_BLOCK_ROWS = 32_768  # candidates per block of the feature matrix (each gathered vector block: ~50 MB at 384 dims)
 
 
 def generate(components: Components, requests: Requests, per_route: int = 100,

@@ -4,11 +4,11 @@ Users are split into one contiguous shard per worker, so every query group lies 
 partition, as ``DaskLGBMRanker`` needs. Distributed LightGBM finds each feature's bins on one
 machine's shard and merges histograms by machine rank, so the model depends on which shard has
 which rank. LightGBM ranks machines in the order ``Client.who_has`` lists their shards, and that
-order comes from a set of keys (so from the process's string hash seed): left alone, reruns give one
-of several models. Here shard ``i`` is placed on the ``i``-th worker (by address) and ``who_has``
-answers in shard order, so shard ``i`` has rank ``i`` and a rerun gives the same model. The rounds and parameters are
-the in-process ones: only where the histograms are built changes, which moves the model by a
-little."""
+order comes from a set of keys (so from the process's string hash seed): left alone, reruns give
+one of several models. Here shard ``i`` is placed on the ``i``-th worker (by address) and
+``who_has`` answers in shard order, so shard ``i`` has rank ``i`` and a rerun gives the same
+model. The rounds and parameters are the in-process ones: only where the histograms are built
+changes, which moves the model by a little."""
 
 from __future__ import annotations
 
