@@ -4,9 +4,11 @@ Users are split into one contiguous shard per worker, so every query group lies 
 partition, as ``DaskLGBMRanker`` needs. Distributed LightGBM finds each feature's bins on one
 machine's shard and merges histograms by machine rank, so the model depends on which shard has
 which rank. LightGBM ranks machines in the order ``Client.who_has`` lists their shards, and that
-order comes from a set of keys (so from the process's string hash seed): left alone, reruns give
-one of several models. Here shard ``i`` is placed on the ``i``-th worker (by address) and
-``who_has`` answers in shard order, so shard ``i`` has rank ``i`` and a rerun gives the same
+order comes from a set of keys (so from the process's string hash seed), and a machine is
+wherever the scheduler happened to build its shard's part (two small shards may land on one
+worker, which then trains alone): left alone, reruns give one of several models. Here shard
+``i`` is placed on the ``i``-th worker (by address), its part is built there and nowhere else,
+and ``who_has`` answers in shard order, so shard ``i`` has rank ``i`` and a rerun gives the same
 model. The rounds and parameters are the in-process ones: only where the histograms are built
 changes, which moves the model by a little."""
 
@@ -37,18 +39,24 @@ def pinned_array(client, array: np.ndarray, chunks: tuple[int, ...], workers: li
 
 
 class ShardOrderedClient:
-    """A ``distributed.Client`` whose ``who_has`` lists computed futures in the order ``compute``
+    """A ``distributed.Client`` whose ``compute`` of a list of shard parts builds part ``i`` on
+    ``workers[i]`` only, and whose ``who_has`` lists computed futures in the order ``compute``
     returned them (LightGBM's shard order), not in the order of a set."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, workers: list[str] | None = None) -> None:
         self._client = client
+        self._workers = workers
         self._order: dict = {}
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
 
     def compute(self, collections, *args, **kwargs):
-        futures = self._client.compute(collections, *args, **kwargs)
+        if isinstance(collections, list) and self._workers and len(collections) == len(self._workers):
+            futures = [self._client.compute(part, *args, workers=[worker], allow_other_workers=False, **kwargs)
+                       for part, worker in zip(collections, self._workers, strict=True)]
+        else:
+            futures = self._client.compute(collections, *args, **kwargs)
         if isinstance(futures, list):
             self._order.update({future.key: i for i, future in enumerate(futures)})
         return futures
@@ -71,7 +79,7 @@ def dask_final_fit(client):
         labels = pinned_array(client, y, row_chunks, workers)
         sizes = pinned_array(client, groups, group_chunks, workers)
         params = {k: v for k, v in config.items() if k != "objective"}
-        model = DaskLGBMRanker(client=ShardOrderedClient(client), n_estimators=rounds,
+        model = DaskLGBMRanker(client=ShardOrderedClient(client, workers[:len(row_chunks)]), n_estimators=rounds,
                                objective=config.get("objective", "lambdarank"), **params)
         model.fit(features, labels, group=sizes, feature_name=names)
         return model.to_local().booster_

@@ -2,8 +2,10 @@
 Dagster CLI in a fresh process, in process, with the multiprocess executor, and on a real
 ``distributed.LocalCluster`` of 2 worker processes (steps as Dask tasks, the ranker's final fit
 through LightGBM's Dask interface). The maths is deterministic, so the first two give the same
-``summary.json``; distributed LightGBM merges per-worker histograms, so the third is held to a
-stated tolerance."""
+``summary.json``. Distributed LightGBM finds bins per machine and merges per-worker histograms, so
+the third trains a slightly different model; on 200 users one standard error of hr@10 is about
+0.02, so it is held to statistical equality with the in-process model (the paired 99% bootstrap
+interval of each per-user metric's difference contains 0) and to a cap on the difference."""
 
 import json
 import os
@@ -13,9 +15,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_training import synthetic
+from recsys_training.bootstrap import paired_interval
 from recsys_training.components_fit import fit_components
 from recsys_training.distributed_ranker import ShardOrderedClient, dask_final_fit, pinned_array, shard_rows
 from recsys_training.ranker import train_ranker, training_set
@@ -23,7 +27,8 @@ from recsys_training.split import protocol_folds
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SPECIFIC = ("model_version", "bundle", "seconds")
-DASK_TOLERANCE = 0.02  # absolute, on every ndcg / recall / hr of the model
+DASK_MAX_DIFFERENCE = 0.05  # absolute, on the model's mean user ndcg / recall / hr
+DASK_LEVEL = 0.99  # of the paired interval that must contain 0
 
 
 def _environment(tmp: Path, name: str, **environment: str) -> dict[str, str]:
@@ -49,8 +54,9 @@ def _run(tmp: Path, name: str, **environment: str) -> dict:
         [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "recsys_assets.definitions",
          "-j", "train_and_evaluate"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    summary = json.loads((tmp / name / "data" / "evaluation" / "summary.json").read_text())
-    return {"summary": summary, "log": finished.stdout + finished.stderr}
+    evaluation = tmp / name / "data" / "evaluation"
+    return {"summary": json.loads((evaluation / "summary.json").read_text()),
+            "per_user": pd.read_parquet(evaluation / "per_user.parquet"), "log": finished.stdout + finished.stderr}
 
 
 def _comparable(summary: dict) -> dict:
@@ -90,10 +96,24 @@ def test_dask_runs_every_step_on_the_cluster_within_the_stated_tolerance(runs):
     assert dask["dataset"] == local["dataset"]  # data, split and candidates are exact
     assert dask["user"]["baselines"] == local["user"]["baselines"]
     assert dask["user"]["routes"] == local["user"]["routes"]
-    for view in ("user", "detail"):
-        for metric, value in local[view]["model"].items():
-            print(f"{view} {metric}: in process {value:.4f}, dask {dask[view]['model'][metric]:.4f}")
-            assert abs(dask[view]["model"][metric] - value) <= DASK_TOLERANCE, (view, metric)
+    local_users, dask_users = runs["in_process"]["per_user"], runs["dask"]["per_user"]
+    assert local_users["user_id"].tolist() == dask_users["user_id"].tolist()
+    per_user = {"ndcg@10": "model_ndcg@10", "recall@10": "model_recall@10"}
+    for metric, value in local["user"]["model"].items():
+        if metric not in (*per_user, "hr@10"):
+            continue
+        column = per_user.get(metric, "model_recall@10")
+        ours, theirs = dask_users[column].to_numpy(), local_users[column].to_numpy()
+        if metric == "hr@10":
+            ours, theirs = (ours > 0).astype(float), (theirs > 0).astype(float)
+        interval = paired_interval(ours, theirs, level=DASK_LEVEL)
+        print(f"user {metric}: in process {value:.4f}, dask {dask['user']['model'][metric]:.4f}, "
+              f"difference {interval.describe()}")
+        assert interval.mean == pytest.approx(dask["user"]["model"][metric] - value, abs=1e-9)
+        assert interval.low <= 0 <= interval.high, metric
+        assert abs(interval.mean) <= DASK_MAX_DIFFERENCE, metric
+    for metric, value in local["detail"]["model"].items():
+        assert abs(dask["detail"]["model"][metric] - value) <= DASK_MAX_DIFFERENCE, ("detail", metric)
     manifest = json.loads((Path(dask["bundle"]) / "manifest.json").read_text())
     assert manifest["ranker"]["trained_on"] == "dask, 2 workers"
 
@@ -112,7 +132,6 @@ def test_the_dask_final_fit_ranks_like_the_in_process_one():
     folds = protocol_folds(tables.interactions.rows)
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(len(tables.items.rows), 16)).astype(np.float32)
-    import pandas as pd
 
     components = fit_components(folds["validation"].train, tables.items.rows,
                                 pd.DataFrame(embeddings, index=tables.items.rows["item_id"]))
@@ -145,3 +164,12 @@ def test_shards_are_placed_and_ranked_in_shard_order():
         futures = ordered.compute([dask.delayed(lambda i: i)(i, dask_key_name=f"shard-{i}") for i in range(12)])
         wait(futures)
         assert list(ordered.who_has(futures)) == [future.key for future in futures]
+
+        # a shard's part is built on its worker only, so every worker is one LightGBM machine
+        for placement in (workers, workers[::-1]):
+            pinned = ShardOrderedClient(client, placement)
+            parts = pinned.compute([dask.delayed(lambda i: i)(i, dask_key_name=f"part-{i}-{placement[0]}")
+                                    for i in range(2)])
+            wait(parts)
+            found = pinned.who_has(parts)
+            assert [next(iter(found[part.key])) for part in parts] == placement
