@@ -5,6 +5,10 @@ import dagster as dg
 from recsys_assets import settings
 
 MONITORING = dg.AssetSelection.groups("monitoring")
+# each step's process forks from a server that has imported the definitions once, instead of
+# spawning a fresh interpreter that imports dagster, torch and lightgbm again for every step
+MULTIPROCESS = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["recsys_assets.definitions"]}}}, name="multiprocess")
 
 
 def executor_for(job_name: str) -> dg.ExecutorDefinition:
@@ -22,7 +26,7 @@ def executor_for(job_name: str) -> dg.ExecutorDefinition:
         cluster = ({"local": {"n_workers": settings.dask_workers(), "threads_per_worker": 1, "processes": True}}
                    if scheduler == "local" else {"existing": {"address": scheduler}})
         return dask_executor.configured({"cluster": cluster}, name="dask")
-    return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}[kind]
+    return {"in_process": dg.in_process_executor, "multiprocess": MULTIPROCESS}[kind]
 
 
 train_and_evaluate = dg.define_asset_job(
