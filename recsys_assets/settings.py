@@ -113,6 +113,12 @@ def similar_precompute_items() -> int:
     return int(os.environ.get("RECSYS_SIMILAR_PRECOMPUTE_ITEMS", "10000"))
 
 
+def ranker_max_users() -> int:
+    """RECSYS_RANKER_MAX_USERS: the ranker learns from a seeded sample of this many validation
+    users (with their /similar requests); 0 uses every user (default 0)."""
+    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "0"))
+
+
 def raw_max_lag_hours() -> float:
     """RECSYS_RAW_MAX_LAG_HOURS: raw tables older than this are shown stale (default 24)."""
     return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))

@@ -82,16 +82,26 @@ def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: 
     return extended, ids, positives
 
 
+def sample_users(user_ids: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
+    """At most ``max_users`` of ``user_ids`` (sorted), drawn without replacement for ``seed``;
+    all of them when ``max_users`` is None or not smaller."""
+    if max_users is None or len(user_ids) <= max_users:
+        return user_ids
+    return np.sort(np.random.default_rng(seed).choice(user_ids, size=max_users, replace=False))
+
+
 def training_set(components: Components, labels: pd.DataFrame, per_route: int = 100,
-                 extra: tuple[str, ...] = ()) -> TrainingSet:
+                 extra: tuple[str, ...] = (), max_users: int | None = None, seed: int = 0) -> TrainingSet:
     """Candidates for every user in ``labels`` (user_id, item_id[, timestamp]), labelled 1 when
     held out. ``extra``: also the next-item detail page's requests (``_next_item_requests``):
-    ``next`` (anchored outside the history) and/or ``similar`` (no user)."""
+    ``next`` (anchored outside the history) and/or ``similar`` (no user). ``max_users``: a seeded
+    sample of that many users (with their extra requests) instead of all of them, so the cost
+    of the candidates and of the ranker's fit stops growing with the users."""
     unknown = sorted(set(extra) - {NEXT[1:], SIMILAR[1:]})
     if unknown:
         raise ValueError(f"extra training requests {unknown}: use next and/or similar")
     user_ids = np.unique(labels["user_id"].to_numpy().astype(str))
-    user_ids = user_ids[components.histories.user_index(user_ids) >= 0]
+    user_ids = sample_users(user_ids[components.histories.user_index(user_ids) >= 0], max_users, seed)
     requests = user_requests(components, user_ids)
     label_users = labels["user_id"].to_numpy().astype(str)
     label_rows = np.searchsorted(user_ids, label_users)

@@ -175,3 +175,27 @@ def test_next_item_training_requests_are_labelled_with_the_other_held_out_items(
         assert labelled == proposed & set(later)
     with pytest.raises(ValueError, match="extra training requests"):
         training_set(comp, labels, extra=("nearby",))
+
+
+def test_a_sampled_training_set_holds_the_sampled_users_rows_unchanged(world):
+    """Sampling users for the ranker keeps each sampled user's candidates, features and labels
+    exactly as in the full set (a user's candidates never depend on another user's)."""
+    train, _, comp = world
+    seen = train.groupby("user_id")["item_id"].apply(set)
+    labels = pd.DataFrame([(u, f"i{i}", 100 * DAY + i) for u in seen.index for i in range(20)
+                           if f"i{i}" not in seen[u]], columns=["user_id", "item_id", "timestamp"])  # all unseen
+    full = training_set(comp, labels, per_route=20, extra=("similar",))
+    sampled = training_set(comp, labels, per_route=20, extra=("similar",), max_users=10, seed=4)
+    base = sorted({u.split("#")[0] for u in sampled.user_ids})
+    assert len(base) == 10 and set(sampled.user_ids) <= set(full.user_ids)
+    assert base != sorted({u.split("#")[0] for u in training_set(
+        comp, labels, per_route=20, max_users=10, seed=5).user_ids})  # another seed, another sample
+    for user in sampled.user_ids:
+        mine = sampled.candidates.rows == list(sampled.user_ids).index(user)
+        theirs = full.candidates.rows == list(full.user_ids).index(user)
+        assert np.array_equal(sampled.candidates.items[mine], full.candidates.items[theirs])
+        assert np.array_equal(sampled.candidates.features[mine], full.candidates.features[theirs])
+        assert np.array_equal(sampled.labels[mine], full.labels[theirs])
+    assert sampled.labels.sum() > 0
+    assert training_set(comp, labels, per_route=20, max_users=1_000).user_ids.tolist() == \
+        training_set(comp, labels, per_route=20).user_ids.tolist()

@@ -35,9 +35,11 @@ def _components(fold: str, split: dict[str, Split], raw_items: pd.DataFrame, col
 class TrainingRequestsConfig(dg.Config):
     """Which requests the ranker learns from besides every validation user's list: the next-item
     detail page's, ``next`` (with the user) and ``similar`` (without, as /similar asks). The
-    default, ``similar``, is what measured best (README, "Detail page, next item")."""
+    default, ``similar``, is what measured best (README, "Detail page, next item").
+    ``max_users``: learn from a seeded sample of that many users (0: all of them)."""
 
     extra: list[str] = ["similar"]
+    max_users: int = settings.ranker_max_users()
 
 
 @dg.asset(group_name="ranking", kinds={"numpy"})
@@ -59,7 +61,8 @@ def recall_candidates(
     started = time.perf_counter()
     components = _components(VALIDATION, interactions_split, raw_items, collaborative_index,
                              covisitation_index, content_index, popular_items, item_image_vectors)
-    data = training_set(components, interactions_split[VALIDATION].test, extra=tuple(config.extra))
+    data = training_set(components, interactions_split[VALIDATION].test, extra=tuple(config.extra),
+                        max_users=config.max_users or None, seed=settings.seed())
     rows = []
     for bit, route in enumerate(r.name for r in data.candidates.route_table):
         proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
@@ -71,6 +74,7 @@ def recall_candidates(
     context.add_output_metadata({
         "dagster/row_count": len(data.labels),
         "users": len(user_rows),
+        "max_users": config.max_users or "all",
         "candidates_per_user": float(len(data.labels) / max(1, len(data.user_ids))),
         "label_recall": float(data.labels[np.isin(data.candidates.rows, user_rows)].sum() / max(1, held_out)),
         "requests": dg.MetadataValue.json({"user": len(user_rows), "next_item_and_similar": extra_requests}),
