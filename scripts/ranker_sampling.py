@@ -31,7 +31,7 @@ USERS, ITEMS, INTERACTIONS = 6_100, 97_420, 1_008_360
 
 
 def quality(recommender: Recommender, test, train) -> dict:
-    """User-list and next-item detail ndcg@10 / recall@10 of the served model."""
+    """User-list ndcg@10 and recall@10, and next-item detail ndcg@10, of the served model."""
     truth = test.groupby(test["user_id"].astype(str))["item_id"].apply(lambda s: set(s.astype(str))).to_dict()
     users = sorted(truth)
     n_items = int(train["item_id"].nunique())
@@ -67,7 +67,7 @@ def main() -> int:
             fit_seconds = time.perf_counter() - started
             recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir),
                                       version=f"sample-{size}")
-            row = {"max_users": size or "all", "sample_seed": seed, "training_users": info["users"],
+            row = {"max_users": size or "all", "sample_seed": seed, "groups_with_positives": info["users"],
                    "rows": info["rows"], "rounds": info["rounds"], "fold_best_rounds": info["fold_best_rounds"],
                    "candidates_seconds": round(candidates_seconds, 1), "fit_seconds": round(fit_seconds, 1),
                    **quality(recommender, folds[SERVING].test, folds[SERVING].train)}
