@@ -115,8 +115,9 @@ def similar_precompute_items() -> int:
 
 def ranker_max_users() -> int:
     """RECSYS_RANKER_MAX_USERS: the ranker learns from a seeded sample of this many validation
-    users (with their /similar requests); 0 uses every user (default 0)."""
-    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "0"))
+    users (with their /similar requests); 0 uses every user (default 5000: below it every user is
+    used, above it the training rows stop growing with the user base)."""
+    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "5000"))
 
 
 def raw_max_lag_hours() -> float:

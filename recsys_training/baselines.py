@@ -13,6 +13,9 @@ from recsys_training.collaborative import ease_item_weights
 from recsys_training.matrix import InteractionMatrix, top_k_excluding
 
 EASE_MAX_ITEMS = 20_000
+# the full-neighbourhood cosine holds up to sum(n_u^2) nonzeros (n_u: a user's train items); past
+# this many it would take more memory than the rest of the pipeline, so item-kNN is skipped
+ITEM_KNN_MAX_PAIRS = 400_000_000
 BATCH_CELLS = 20_000_000
 
 
@@ -56,21 +59,32 @@ def most_popular(data: InteractionMatrix, users: np.ndarray, k: int = 10) -> dic
 @dataclass(frozen=True)
 class ReferenceModels:
     """The reference recommenders, fitted once on a train part for every protocol's baselines:
-    item popularity, item-item cosine, and EASE (lambda 500) unless the catalog is too large."""
+    item popularity, item-item cosine unless the users' co-occurring pairs are too many, and EASE
+    (lambda 500) unless the catalog is too large."""
 
     data: InteractionMatrix
     popularity: np.ndarray  # (1, items)
-    cosine: sp.csr_matrix
+    cosine: sp.csr_matrix | None
     ease: np.ndarray | None
     ease_skipped: str = ""
+    cosine_skipped: str = ""
 
     @classmethod
     def fit(cls, train: pd.DataFrame) -> ReferenceModels:
         data = InteractionMatrix.from_interactions(train)
         n_items = data.matrix.shape[1]
         skipped = f"{n_items} items > {EASE_MAX_ITEMS}" if n_items > EASE_MAX_ITEMS else ""
-        return cls(data, np.asarray(data.matrix.sum(axis=0), dtype=np.float64), cosine_similarity(data.matrix),
-                   None if skipped else ease_item_weights(data.matrix, 500.0), skipped)
+        pairs = cooccurring_pairs(data.matrix)
+        cosine_skipped = f"{pairs:.3g} co-occurring pairs > {ITEM_KNN_MAX_PAIRS:.3g}" if pairs > ITEM_KNN_MAX_PAIRS else ""
+        return cls(data, np.asarray(data.matrix.sum(axis=0), dtype=np.float64),
+                   None if cosine_skipped else cosine_similarity(data.matrix),
+                   None if skipped else ease_item_weights(data.matrix, 500.0), skipped, cosine_skipped)
+
+
+def cooccurring_pairs(matrix: sp.csr_matrix) -> int:
+    """sum over users of (train items)^2: an upper bound on the item-item co-occurrence's nonzeros."""
+    lengths = np.diff(matrix.tocsr().indptr).astype(np.int64)
+    return int((lengths**2).sum())
 
 
 def rank_for_pages(data: InteractionMatrix, users: np.ndarray, pages: list, score: Callable[[sp.csr_matrix], np.ndarray],

@@ -28,21 +28,15 @@ def covisitation_matrix(
     col = np.searchsorted(items, ordered["item_id"].to_numpy().astype(str))
     ts = ordered["timestamp"].to_numpy(dtype=np.float64)
     half_life = half_life_days * 86_400.0
-    rows, cols, weights = [], [], []
+    n = len(items)
+    # summed one offset at a time: memory follows the distinct pairs, not window x interactions
+    matrix = sp.csr_matrix((n, n))
     for offset in range(1, window + 1):
         same_user = user[offset:] == user[:-offset]
         a, b = col[:-offset][same_user], col[offset:][same_user]
         w = np.power(0.5, np.abs(ts[offset:] - ts[:-offset])[same_user] / half_life)
-        rows += [a, b]
-        cols += [b, a]
-        weights += [w, w]
-    n = len(items)
-    if rows:
-        matrix = sp.csr_matrix(
-            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-    else:
-        matrix = sp.csr_matrix((n, n))
+        step = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(n, n))
+        matrix = matrix + step
     matrix.sum_duplicates()
     counts = np.bincount(col, minlength=n).astype(np.float64)
     norm = 1.0 / np.sqrt(np.maximum(counts, 1.0))

@@ -39,12 +39,15 @@ def baseline_lists(models: ReferenceModels, cases: NextItemCases, k: int) -> tup
     def rank(score, with_history: bool) -> dict:
         return rank_for_pages(data, cases.users, cases.queries, score, k, with_history)
 
-    lists = {"most_pop": rank(lambda g: np.repeat(models.popularity, g.shape[0], 0), False),
-             "cooccurrence_of_query": rank(lambda g: (g @ models.cosine).toarray(), False),
-             "item_knn_history_and_query": rank(lambda g: (g @ models.cosine).toarray(), True)}
+    lists = {"most_pop": rank(lambda g: np.repeat(models.popularity, g.shape[0], 0), False)}
     skipped = {}
+    if models.cosine is None:
+        skipped.update({name: models.cosine_skipped for name in ("cooccurrence_of_query", "item_knn_history_and_query")})
+    else:
+        lists["cooccurrence_of_query"] = rank(lambda g: (g @ models.cosine).toarray(), False)
+        lists["item_knn_history_and_query"] = rank(lambda g: (g @ models.cosine).toarray(), True)
     if models.ease is None:
-        skipped = {name: models.ease_skipped for name in ("ease_row_of_query", "ease_history_and_query")}
+        skipped.update({name: models.ease_skipped for name in ("ease_row_of_query", "ease_history_and_query")})
     else:
         lists["ease_row_of_query"] = rank(lambda g: np.asarray(g @ models.ease), False)
         lists["ease_history_and_query"] = rank(lambda g: np.asarray(g @ models.ease), True)

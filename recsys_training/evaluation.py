@@ -32,8 +32,12 @@ def baseline_lists(models: baselines.ReferenceModels, users: np.ndarray, anchors
     user_lists["most_pop"] = baselines.most_popular(data, users, k)
     detail_lists["most_pop"] = baselines.rank_for_pages(
         data, users, pages, lambda g: np.repeat(models.popularity, g.shape[0], 0), k)
-    user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ models.cosine).toarray(), k)
-    detail_lists["item_knn"] = baselines.rank_for_pages(data, users, pages, lambda g: (g @ models.cosine).toarray(), k)
+    if models.cosine is None:
+        skipped["item_knn"] = models.cosine_skipped
+    else:
+        user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ models.cosine).toarray(), k)
+        detail_lists["item_knn"] = baselines.rank_for_pages(data, users, pages,
+                                                            lambda g: (g @ models.cosine).toarray(), k)
     if models.ease is None:
         skipped["ease"] = models.ease_skipped
     else:

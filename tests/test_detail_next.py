@@ -49,3 +49,19 @@ def test_the_baselines_reproduce_the_reference_ndcg_and_recall_within_0_005(samp
         assert abs(measured[name]["recall@10"] - recall) <= 0.005, (name, measured[name])
         # hr@10 of the two query-only baselines is 0.010 to 0.015 above the reference (see the README)
         assert abs(measured[name]["hr@10"] - hr) <= (0.015 if name.endswith("_of_query") else 0.005), name
+
+
+def test_item_knn_is_skipped_with_its_reason_past_the_pair_cap(monkeypatch, make_interactions):
+    # user a has 3 train items, b 2: at most 3^2 + 2^2 = 13 co-occurring pairs
+    train = make_interactions([("a", "x", 1), ("a", "y", 2), ("a", "z", 3), ("b", "x", 1), ("b", "w", 2)])
+    import recsys_training.baselines as baselines
+
+    assert baselines.cooccurring_pairs(baselines.ReferenceModels.fit(train).data.matrix) == 13
+    monkeypatch.setattr(baselines, "ITEM_KNN_MAX_PAIRS", 12)
+    models = baselines.ReferenceModels.fit(train)
+    assert models.cosine is None and models.cosine_skipped == "13 co-occurring pairs > 12"
+    cases = next_item_cases(make_interactions([("a", "w", 5), ("a", "x", 6)]).iloc[[0, 0]].assign(item_id=["w", "y"]))
+    lists, skipped = baseline_lists(models, cases, 2)
+    assert set(lists) == {"most_pop", "ease_row_of_query", "ease_history_and_query"}
+    assert skipped == {"cooccurrence_of_query": "13 co-occurring pairs > 12",
+                       "item_knn_history_and_query": "13 co-occurring pairs > 12"}
