@@ -8,8 +8,9 @@ BENCH_OUTPUT); a data set's entry is replaced when it is run again, the others a
 
 BENCH_DATASETS picks a comma-separated subset of: sample, synthetic_10x (6,100 users, 97,420 items,
 ~1M interactions), synthetic_100x (61,000 users, the same items, ~10M interactions) and
-synthetic_100x_dask (the 100x set on a LocalCluster of RECSYS_DASK_WORKERS processes). Default:
-sample and synthetic_10x.
+synthetic_100x_dask (the 100x set on a LocalCluster of RECSYS_DASK_WORKERS processes) and
+synthetic_10x_incremental (the 10x set as an export directory, a cold run, then 1% newer
+interactions appended and a second run on the same directories). Default: sample and synthetic_10x.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ DATASETS: dict[str, dict[str, str]] = {
     "synthetic_100x": _synthetic(100),
     "synthetic_100x_dask": {**_synthetic(100), "RECSYS_DASK_SCHEDULER": "local", "RECSYS_EXECUTOR": "dask"},
 }
+INCREMENTAL = "synthetic_10x_incremental"  # the 10x set, then 1% new interactions on the same directories
+DATASETS[INCREMENTAL] = {}
 
 
 def chosen() -> list[str]:
@@ -122,31 +125,65 @@ def read_run(home: Path, tmp: str) -> dict:
             "ease_baseline_ndcg@10": summary.get("user", {}).get("baselines", {}).get("ease", {}).get("ndcg@10")}
 
 
-def run_one(name: str) -> dict:
-    """One cold run of ``train_and_evaluate`` through the Dagster CLI, as a user would start it."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        home = Path(tmp) / "dagster_home"
+def _execute(tmp: Path, environment: dict[str, str], executor: str) -> dict:
+    """One run of ``train_and_evaluate`` through the Dagster CLI in ``tmp``'s instance and
+    directories, as a user would start it, with its step windows and the process tree's memory."""
+    home = tmp / "dagster_home"
+    if not home.exists():
         home.mkdir()
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        env = {**os.environ, **DATASETS[name], "DAGSTER_HOME": str(home), "RECSYS_DATA_DIR": f"{tmp}/data",
-               "RECSYS_MODELS_DIR": f"{tmp}/models", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        log = Path(tmp) / "run.log"
-        started = time.perf_counter()
-        with log.open("w") as sink:
-            child = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "recsys_assets.definitions",
-                 "-j", "train_and_evaluate"], env=env, cwd=Path(__file__).resolve().parent.parent,
-                stdout=sink, stderr=subprocess.STDOUT)
-            with TreeMemory(child.pid) as memory:
-                code = child.wait()
-        total = time.perf_counter() - started
-        if code != 0:
-            print(log.read_text()[-4000:], file=sys.stderr)
-        run = read_run(home, tmp)
+    env = {**os.environ, **environment, "DAGSTER_HOME": str(home), "RECSYS_DATA_DIR": f"{tmp}/data",
+           "RECSYS_MODELS_DIR": f"{tmp}/models", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+    log = tmp / "run.log"
+    started = time.perf_counter()
+    with log.open("a") as sink:
+        child = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "recsys_assets.definitions",
+             "-j", "train_and_evaluate"], env=env, cwd=Path(__file__).resolve().parent.parent,
+            stdout=sink, stderr=subprocess.STDOUT)
+        with TreeMemory(child.pid) as memory:
+            code = child.wait()
+    total = time.perf_counter() - started
+    if code != 0:
+        print(log.read_text()[-4000:], file=sys.stderr)
+    run = read_run(home, str(tmp))
     steps = {step: {"seconds": round(end - start, 2), "peak_memory_mb": memory.peak_mb(start, end)}
              for step, (start, end) in sorted(run.pop("windows").items(), key=lambda kv: kv[1][0])}
-    return {"executor": DATASETS[name].get("RECSYS_EXECUTOR", "in_process"), "exit_code": code, "total_seconds": round(total, 1),
+    return {"executor": executor, "exit_code": code, "total_seconds": round(total, 1),
             "peak_memory_mb": memory.peak_mb(), **run, "assets": steps}
+
+
+def run_one(name: str) -> dict:
+    """One cold run (fresh instance, data and model directories) of the data set ``name``."""
+    if name == INCREMENTAL:
+        return run_incremental()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        return _execute(Path(tmp), DATASETS[name], DATASETS[name].get("RECSYS_EXECUTOR", "in_process"))
+
+
+def run_incremental(new_share: float = 0.01) -> dict:
+    """The 10x set as an export directory without its latest ``new_share`` of interactions: a cold
+    run, then the held-back rows appended to the export and a second run on the same instance,
+    data and models (what a nightly retraining sees). The entry is the second run, with the cold
+    one under ``cold``."""
+    from recsys_training import synthetic
+
+    spec = DATASETS["synthetic_10x"]
+    tables = synthetic.generate(n_users=int(spec["RECSYS_SYNTHETIC_USERS"]), n_items=int(spec["RECSYS_SYNTHETIC_ITEMS"]),
+                                n_interactions=int(spec["RECSYS_SYNTHETIC_INTERACTIONS"]), seed=int(spec["RECSYS_SEED"]))
+    interactions = tables.interactions.rows.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
+    held = int(round(len(interactions) * new_share))
+    with tempfile.TemporaryDirectory(prefix=f"bench-{INCREMENTAL}-") as tmp:
+        export = Path(tmp) / "export"
+        export.mkdir()
+        tables.items.rows.to_parquet(export / "items.parquet", index=False)
+        interactions.iloc[: len(interactions) - held].to_parquet(export / "interactions.parquet", index=False)
+        environment = {"RECSYS_SOURCE": "export", "RECSYS_EXPORT_DIR": str(export)}
+        cold = _execute(Path(tmp), environment, "in_process")
+        interactions.to_parquet(export / "interactions.parquet", index=False)
+        second = _execute(Path(tmp), environment, "in_process")
+    return {**second, "new_interactions": held, "share_of_cold": round(second["total_seconds"] / cold["total_seconds"], 3),
+            "cold": cold}
 
 
 def main() -> int:
