@@ -230,6 +230,12 @@ def dask_workers() -> int:
     return int(os.environ.get("RECSYS_DASK_WORKERS", "2"))
 
 
+def evaluation_workers() -> int:
+    """RECSYS_EVAL_WORKERS: processes the evaluation's model lists are split over, each with the
+    bundle loaded (default: the CPUs this process may use; 1 keeps it in process)."""
+    return int(os.environ.get("RECSYS_EVAL_WORKERS", str(len(os.sched_getaffinity(0)))))
+
+
 def secret(name: str) -> dg.EnvVar | str:
     """A secret resource field: ``dg.EnvVar(name)`` when the variable is set (resolved at run time,
     never shown in the UI or stored with the run), else empty."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,10 @@ from recsys_runtime.user_states import DEFAULT_BUDGET_BYTES, UserStateCache
 
 BATCH_REQUESTS = 512
 SIMILAR_DEPTH = 100
+
+
+def _empty(ids) -> bool:
+    return ids is None or len(ids) == 0
 
 
 @dataclass
@@ -250,15 +254,41 @@ class Recommender:
         """Lists ranked by the model (variant ``None``) and by single routes, from one recall pass."""
         anchors = anchors if anchors is not None else [None] * len(user_ids)
         allowed = self.category_filter(categories)
-        if (self.similar_table is not None and variants == (None,) and not explain and len(user_ids) == 1
-                and user_ids[0] is None and anchors[0] is not None and not (exclude and exclude[0])
-                and not (recent and recent[0])
-                and k <= self.similar_table.depth):
-            found = self._lookup_similar(anchors[0], k, allowed)
-            if found is not None:
-                return {None: [found]}
         recent = recent if recent is not None else [None] * len(user_ids)
         exclude = exclude if exclude is not None else [None] * len(user_ids)
+        # "similar to X" with nothing else is one list per X: each distinct X is answered once, from
+        # the stored table where it holds X (as a single /similar request is), ranked otherwise
+        plain = {i for i, (user, anchor) in enumerate(zip(user_ids, anchors, strict=True))
+                 if user is None and anchor is not None and _empty(recent[i]) and _empty(exclude[i])}
+        if not plain or explain:
+            return self._recommend_batches(user_ids, anchors, k, variants, explain, recent, exclude, allowed,
+                                           exclude_seen)
+        answered: dict = {}
+        if self.similar_table is not None and variants == (None,) and k <= self.similar_table.depth:
+            for anchor in {anchors[i] for i in plain}:
+                found = self._lookup_similar(anchor, k, allowed)
+                if found is not None:
+                    answered[anchor] = {None: found}
+        ranked, first = [], set()
+        for i in range(len(user_ids)):
+            if i in plain:
+                if anchors[i] in answered or anchors[i] in first:
+                    continue
+                first.add(anchors[i])
+            ranked.append(i)
+        answers = self._recommend_batches([user_ids[i] for i in ranked], [anchors[i] for i in ranked], k, variants,
+                                          explain, [recent[i] for i in ranked], [exclude[i] for i in ranked],
+                                          allowed, exclude_seen)
+        answer_of = {i: position for position, i in enumerate(ranked)}
+        for i in ranked:
+            if i in plain:
+                answered[anchors[i]] = {v: answers[v][answer_of[i]] for v in variants}
+        return {v: [replace(answered[anchors[i]][v]) if i in plain else answers[v][answer_of[i]]
+                    for i in range(len(user_ids))] for v in variants}
+
+    def _recommend_batches(self, user_ids: list, anchors: list, k: int, variants: tuple, explain: bool,
+                           recent: list, exclude: list, allowed: CategoryFilter | None,
+                           exclude_seen: bool) -> dict[str | None, list[Recommendation]]:
         results: dict[str | None, list[Recommendation]] = {v: [] for v in variants}
         step = BATCH_REQUESTS
         for start in range(0, len(user_ids), step):

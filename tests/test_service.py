@@ -279,6 +279,23 @@ def test_precomputed_similar_lists_equal_the_live_ranking(models):
     assert looked_up >= len(stored.components.items) // 3
 
 
+
+@pytest.mark.parametrize("with_table", [True, False])
+def test_a_batch_with_repeated_similar_requests_answers_each_as_a_single_request_would(models, with_table):
+    recommender = load_bundle(models / "bundles" / "v1")
+    if not with_table:
+        recommender.similar_table = None
+    items, user = recommender.components.items.tolist(), str(recommender.components.histories.users[0])
+    tail = items[-1]  # past the stored half of the catalog: ranked, not looked up
+    anchors = [items[0], tail, items[0], items[1], tail, items[0], tail]
+    users = [None, None, None, user, None, None, None]
+    exclude = [None, None, recommender.recommend_many([None], [items[0]], k=1)[0].items, None, None, None, None]
+    batch = recommender.recommend_many(users, anchors, k=10, exclude=exclude)
+    for got, one in zip(batch, (recommender.recommend_many([u], [a], k=10, exclude=[e])[0]
+                                for u, a, e in zip(users, anchors, exclude, strict=True)), strict=True):
+        assert (got.items, got.scores, got.routes, got.fallback) == (one.items, one.scores, one.routes, one.fallback)
+    assert batch[0] is not batch[5] and batch[0].items == batch[5].items and batch[2].items != batch[0].items
+
 DEPLOYMENT = Path(__file__).resolve().parent.parent / "deployment"
 PROMQL_WORDS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "avg", "count", "max_over_time",
                 "clamp_min", "scalar", "and", "or", "unless", "bool", "offset"}

@@ -10,18 +10,30 @@ from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_runtime.bundle import load_bundle
 from recsys_training.evaluation import PER_USER, evaluate, markdown_table, without_per_user
+from recsys_training.sharded_recommender import ShardedRecommender
 from recsys_training.split import SERVING, Split
 
 
+class EvaluationConfig(dg.Config):
+    """``workers``: processes the model's lists are split over by user (RECSYS_EVAL_WORKERS; 1 keeps
+    them in process; a step inside a Dask or multiprocess worker always stays in process), for
+    calls of at least ``min_shard_requests`` requests. The lists are the same either way."""
+
+    workers: int = settings.evaluation_workers()
+    min_shard_requests: int = 1_000
+
+
 @dg.asset(group_name="evaluation", kinds={"json"})
-def evaluation_summary(context: dg.AssetExecutionContext, storage: StorageResource, model_bundle: str,
-                       interactions_split: dict[str, Split], ranking_model: dict) -> dict:
+def evaluation_summary(context: dg.AssetExecutionContext, config: EvaluationConfig, storage: StorageResource,
+                       model_bundle: str, interactions_split: dict[str, Split], ranking_model: dict) -> dict:
     """ndcg/recall/hr/coverage@10 of the served recommender, of each route alone and of the
     baselines (most popular, item-kNN, EASE), for user and detail-page lists, and for the next-item
     detail page (``detail_next``). summary.json holds
     the aggregates; per_user.parquet each user's ndcg and recall, which the gate compares paired."""
     recommender = load_bundle(model_bundle, ranker_cache=settings.ranker_cache())
-    summary = evaluate(recommender, interactions_split[SERVING])
+    with ShardedRecommender(recommender, model_bundle, config.workers, config.min_shard_requests,
+                            settings.ranker_cache()) as sharded:
+        summary = evaluate(sharded, interactions_split[SERVING])
     summary["ranking_auc"] = ranking_model["info"]["auc"]
     summary["bundle"] = model_bundle
     path = storage.path("evaluation", "summary.json")
@@ -40,7 +52,7 @@ def evaluation_summary(context: dg.AssetExecutionContext, storage: StorageResour
         "user_table": dg.MetadataValue.md(markdown_table(summary, "user")),
         "detail_table": dg.MetadataValue.md(markdown_table(summary, "detail")),
         "detail_next_table": dg.MetadataValue.md(markdown_table(summary, "detail_next")),
-        "seconds": summary["seconds"],
+        "seconds": summary["seconds"], "workers": sharded.workers, "sharded_calls": sharded.sharded_calls,
     })
     return summary
 
