@@ -3,7 +3,8 @@
 A DataFrame output, or a dict of them, or a dataclass whose fields are all DataFrames (such as a
 ``Split``), or a dict of those (``interactions_split``), is written as Parquet files, one per
 frame, beside a ``layout.json`` that says how to put them together again. Anything else (fitted
-indexes, models, small records) is pickled.
+indexes, models, small records) is pickled. An input declared with ``metadata={ONLY_KEYS: [...]}``
+loads only those entries of a stored dict of tables.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import pandas as pd
 LAYOUT = "layout.json"
 PICKLE = "value.pickle"
 WRITING = ".writing-"  # a value being written (incomplete until renamed into place)
-PREVIOUS = ".previous-"  # the value being replaced, complete, between the two renames of a write
+PREVIOUS = ".previous-"
+# an input's metadata key: load only these entries of a stored dict of tables (the rest stay on disk)
+ONLY_KEYS = "only_keys"  # the value being replaced, complete, between the two renames of a write
 
 
 def _frame_layout(value) -> dict | None:
@@ -108,7 +111,14 @@ class TableIOManager(dg.ConfigurableIOManager):
         directory = self._directory(context)
         _recover(directory)
         if (directory / LAYOUT).exists():
-            return _assemble(directory, json.loads((directory / LAYOUT).read_text()))
+            layout = json.loads((directory / LAYOUT).read_text())
+            wanted = (context.definition_metadata or {}).get(ONLY_KEYS)
+            if wanted is not None and layout["kind"] == "dict":
+                missing = sorted(set(wanted) - set(layout["items"]))
+                if missing:
+                    raise KeyError(f"{directory}: asset {context.asset_key.to_user_string()} has no {missing}")
+                layout = {**layout, "items": {key: layout["items"][key] for key in wanted}}
+            return _assemble(directory, layout)
         if (directory / PICKLE).exists():
             with open(directory / PICKLE, "rb") as handle:
                 return pickle.load(handle)

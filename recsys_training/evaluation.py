@@ -50,6 +50,12 @@ def _as_lists(users: np.ndarray, recs: list) -> dict:
     return {u: r.items for u, r in zip(users, recs, strict=True)}
 
 
+def _item_lists(users: np.ndarray, variants: dict) -> tuple[dict, int]:
+    """Per variant the item lists by user, and how many of the model's lists were fallbacks."""
+    fallbacks = sum(r.fallback is not None for r in variants[None])
+    return {v: _as_lists(users, recs) for v, recs in variants.items()}, fallbacks
+
+
 def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True, k: int = K) -> dict:
     """The summary of shared/EVALUATION.md: model, each route alone and baselines, for user and
     detail-page recommendations, all through ``recommender`` (what the service serves).
@@ -72,10 +78,13 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
         return aggregate(values, lists, truth, n_train_items, k), paired
 
     variants = (None, *route_names(recommender.routes))
-    user_variants = recommender.recommend_variants(list(users), k=k, variants=variants)
-    detail_variants = recommender.recommend_variants(list(users), anchor_list, k=k, variants=variants)
-    user_recs, detail_recs = user_variants[None], detail_variants[None]
-    user_model, user_model_paired = score_and_pair(_as_lists(users, user_recs))
+    # each call's lists are kept as item ids only: the recommendations themselves would hold every
+    # user's scores and routes for every variant at once
+    user_variants, user_fallbacks = _item_lists(users, recommender.recommend_variants(list(users), k=k,
+                                                                                      variants=variants))
+    detail_variants, detail_fallbacks = _item_lists(users, recommender.recommend_variants(
+        list(users), anchor_list, k=k, variants=variants))
+    user_model, user_model_paired = score_and_pair(user_variants[None])
     summary = {
         "dataset": {
             "train_interactions": int(len(split.train)),
@@ -86,15 +95,15 @@ def evaluate(recommender: Recommender, split: Split, with_baselines: bool = True
         },
         "model_version": recommender.version,
         "user": {"model": user_model, "routes": {}, "baselines": {}},
-        "detail": {"model": score(_as_lists(users, detail_recs)), "routes": {}, "baselines": {}},
+        "detail": {"model": score(detail_variants[None]), "routes": {}, "baselines": {}},
         "similar": {"model": score(_as_lists(users, recommender.recommend_many([None] * len(users), anchor_list, k=k)))},
-        "fallbacks": {"user": sum(r.fallback is not None for r in user_recs),
-                      "detail": sum(r.fallback is not None for r in detail_recs)},
+        "fallbacks": {"user": user_fallbacks, "detail": detail_fallbacks},
         PER_USER: {"users": users.tolist(), "model": user_model_paired, "baselines": {}},
     }
     for route in route_names(recommender.routes):
-        summary["user"]["routes"][route] = score(_as_lists(users, user_variants[route]))
-        summary["detail"]["routes"][route] = score(_as_lists(users, detail_variants[route]))
+        summary["user"]["routes"][route] = score(user_variants[route])
+        summary["detail"]["routes"][route] = score(detail_variants[route])
+    del user_variants, detail_variants
     models = baselines.ReferenceModels.fit(split.train) if with_baselines else None
     cases = detail_next.next_item_cases(split.test)
     next_paired = _evaluate_next(recommender, split, cases, summary, variants, models, n_train_items, k)
@@ -116,8 +125,9 @@ def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.Ne
     """``summary["detail_next"]``: the served detail list (with the user), each route alone, the
     /similar list (no user) and the baselines on the next-item protocol; returns the model's
     per-user ndcg and recall for paired comparisons."""
-    lists_of = recommender.recommend_variants(list(cases.users), cases.queries, k=k, variants=variants)
-    model_lists = _as_lists(cases.users, lists_of[None])
+    lists_of, _ = _item_lists(cases.users, recommender.recommend_variants(list(cases.users), cases.queries, k=k,
+                                                                          variants=variants))
+    model_lists = lists_of[None]
     values = per_user_metrics(model_lists, cases.relevant, k)
     # /similar knows no user; as the protocol asks, its list leaves out the user's train items too
     seen = split.train.groupby(split.train["user_id"].astype(str))["item_id"].apply(lambda s: s.astype(str).tolist())
@@ -126,8 +136,7 @@ def _evaluate_next(recommender: Recommender, split: Split, cases: detail_next.Ne
     section = {"model": aggregate(values, model_lists, cases.relevant, n_train_items, k), "routes": {}, "baselines": {},
                "similar": evaluate_lists(_as_lists(cases.users, similar), cases.relevant, n_train_items, k)}
     for route in route_names(recommender.routes):
-        section["routes"][route] = evaluate_lists(_as_lists(cases.users, lists_of[route]), cases.relevant,
-                                                  n_train_items, k)
+        section["routes"][route] = evaluate_lists(lists_of[route], cases.relevant, n_train_items, k)
     if models is not None:
         lists, skipped = detail_next.baseline_lists(models, cases, k)
         section["baselines"] = {name: evaluate_lists(found, cases.relevant, n_train_items, k)

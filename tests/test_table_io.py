@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_assets.table_io import LAYOUT, PICKLE, TableIOManager
+from recsys_assets.table_io import LAYOUT, ONLY_KEYS, PICKLE, TableIOManager
 from recsys_training.split import Split
 
 
@@ -118,3 +118,25 @@ def test_a_write_killed_with_sigkill_leaves_the_previous_value_whole_and_the_nex
     assert _write_in_a_process(tmp_path, 3) == 0
     assert set(_stored(tmp_path)["value"]) == {3}
     assert sorted(p.name for p in tmp_path.iterdir() if ".previous-" in p.name) == []
+
+
+def test_an_input_can_load_only_some_folds_of_a_stored_dict(tmp_path):
+    @dg.asset
+    def folds() -> dict:
+        return {"serving": Split(_frame(1), _frame(2)), "validation": Split(_frame(3), _frame(4))}
+
+    @dg.asset(ins={"folds": dg.AssetIn(metadata={ONLY_KEYS: ["serving"]})})
+    def reader(folds: dict) -> int:
+        assert set(folds) == {"serving"}
+        pd.testing.assert_frame_equal(folds["serving"].test, _frame(2), check_exact=True)
+        return 1
+
+    @dg.asset(ins={"folds": dg.AssetIn(metadata={ONLY_KEYS: ["test"]})})
+    def wrong(folds: dict) -> int:
+        return 1
+
+    manager = TableIOManager(base_dir=str(tmp_path))
+    assert dg.materialize([folds, reader], resources={"io_manager": manager}).success
+    failed = dg.materialize([folds, wrong], resources={"io_manager": manager}, raise_on_error=False)
+    assert not failed.success
+    assert "has no ['test']" in str(failed.get_step_failure_events()[0].event_specific_data.error)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
+from recsys_assets.table_io import ONLY_KEYS
 from recsys_runtime.bundle import load_bundle
 from recsys_training.evaluation import PER_USER, evaluate, markdown_table, without_per_user
 from recsys_training.sharded_recommender import ShardedRecommender
@@ -23,7 +24,8 @@ class EvaluationConfig(dg.Config):
     min_shard_requests: int = 1_000
 
 
-@dg.asset(group_name="evaluation", kinds={"json"})
+@dg.asset(group_name="evaluation", kinds={"json"},
+          ins={"interactions_split": dg.AssetIn(metadata={ONLY_KEYS: [SERVING]})})
 def evaluation_summary(context: dg.AssetExecutionContext, config: EvaluationConfig, storage: StorageResource,
                        model_bundle: str, interactions_split: dict[str, Split], ranking_model: dict) -> dict:
     """ndcg/recall/hr/coverage@10 of the served recommender, of each route alone and of the
