@@ -24,9 +24,8 @@ import pandas as pd
 LAYOUT = "layout.json"
 PICKLE = "value.pickle"
 WRITING = ".writing-"  # a value being written (incomplete until renamed into place)
-PREVIOUS = ".previous-"
-# an input's metadata key: load only these entries of a stored dict of tables (the rest stay on disk)
-ONLY_KEYS = "only_keys"  # the value being replaced, complete, between the two renames of a write
+PREVIOUS = ".previous-"  # the value being replaced, complete, between the two renames of a write
+ONLY_KEYS = "only_keys"  # an input's metadata: load only these entries of a stored dict of tables
 
 
 def _frame_layout(value) -> dict | None:

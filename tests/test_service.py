@@ -279,7 +279,6 @@ def test_precomputed_similar_lists_equal_the_live_ranking(models):
     assert looked_up >= len(stored.components.items) // 3
 
 
-
 @pytest.mark.parametrize("with_table", [True, False])
 def test_a_batch_with_repeated_similar_requests_answers_each_as_a_single_request_would(models, with_table):
     recommender = load_bundle(models / "bundles" / "v1")
@@ -295,6 +294,7 @@ def test_a_batch_with_repeated_similar_requests_answers_each_as_a_single_request
                                 for u, a, e in zip(users, anchors, exclude, strict=True)), strict=True):
         assert (got.items, got.scores, got.routes, got.fallback) == (one.items, one.scores, one.routes, one.fallback)
     assert batch[0] is not batch[5] and batch[0].items == batch[5].items and batch[2].items != batch[0].items
+
 
 DEPLOYMENT = Path(__file__).resolve().parent.parent / "deployment"
 PROMQL_WORDS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "avg", "count", "max_over_time",
