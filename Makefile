@@ -17,7 +17,7 @@ help:
 	@echo "make demo            install, materialise the whole graph on the sample, print the evaluation"
 	@echo "make test            run the test suite"
 	@echo "make ui              dagster dev on the same instance ($(DAGSTER_HOME))"
-	@echo "make bench-pipeline  seconds and peak memory of every step: sample, synthetic_10x (BENCH_DATASETS: also synthetic_100x, synthetic_100x_dask)"
+	@echo "make bench-pipeline  seconds and peak memory of every step: sample, synthetic_10x (BENCH_DATASETS: also synthetic_100x, synthetic_100x_dask, synthetic_10x_incremental)"
 	@echo "make bench           serving benchmark (uvicorn + wrk) -> data/bench/serving.json"
 	@echo "make bench-scale     request cost and memory at 8k, 97k and 1M items -> data/bench/serving_scale.json"
 	@echo "make soak            10 minutes of mixed traffic with reloads, shadow, canary, a Redis restart -> data/bench/soak.json"

@@ -236,6 +236,20 @@ def evaluation_workers() -> int:
     return int(os.environ.get("RECSYS_EVAL_WORKERS", str(len(os.sched_getaffinity(0)))))
 
 
+def evaluation_shards() -> int:
+    """RECSYS_EVAL_SHARDS: user shards of the evaluation, each its own step (default 2; fixed when
+    the definitions load, since the graph's steps are)."""
+    shards = int(os.environ.get("RECSYS_EVAL_SHARDS", "2"))
+    if shards < 1:
+        raise ValueError(f"RECSYS_EVAL_SHARDS must be at least 1, got {shards}")
+    return shards
+
+
+def shard_retries() -> int:
+    """RECSYS_SHARD_RETRIES: how often a failed shard step is retried, alone, before its run fails (default 1)."""
+    return int(os.environ.get("RECSYS_SHARD_RETRIES", "1"))
+
+
 def secret(name: str) -> dg.EnvVar | str:
     """A secret resource field: ``dg.EnvVar(name)`` when the variable is set (resolved at run time,
     never shown in the UI or stored with the run), else empty."""

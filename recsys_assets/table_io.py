@@ -25,6 +25,8 @@ LAYOUT = "layout.json"
 PICKLE = "value.pickle"
 WRITING = ".writing-"  # a value being written (incomplete until renamed into place)
 PREVIOUS = ".previous-"  # the value being replaced, complete, between the two renames of a write
+STEPS = "steps"  # outputs of steps that are not assets, by run
+KEPT_STEP_RUNS = 3
 ONLY_KEYS = "only_keys"  # an input's metadata: load only these entries of a stored dict of tables
 
 
@@ -70,15 +72,22 @@ def _assemble(directory: Path, layout: dict, prefix: str = ""):
 
 
 class TableIOManager(dg.ConfigurableIOManager):
-    """Asset values under ``base_dir/<asset key>/``: Parquet for tables, a pickle otherwise."""
+    """Asset values under ``base_dir/<asset key>/``: Parquet for tables, a pickle otherwise. The
+    outputs of steps inside a graph-backed asset (its shards) go under
+    ``base_dir/steps/<run id>/<step>/<output>/``; those of the newest ``KEPT_STEP_RUNS`` runs are
+    kept, so a re-execution from failure finds its parent run's finished shards."""
 
     base_dir: str
 
     def _directory(self, context) -> Path:
-        return Path(self.base_dir).joinpath(*context.asset_key.path)
+        if context.has_asset_key:
+            return Path(self.base_dir).joinpath(*context.asset_key.path)
+        return Path(self.base_dir, STEPS).joinpath(*context.get_identifier())
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         directory = self._directory(context)
+        if not context.has_asset_key:
+            _prune_step_runs(Path(self.base_dir, STEPS), keep=context.run_id)
         _recover(directory)
         staging = directory.with_name(f"{directory.name}{WRITING}{uuid.uuid4().hex[:8]}")
         staging.mkdir(parents=True)
@@ -136,6 +145,15 @@ def _recover(directory: Path) -> None:
 
 
 STALE_WRITE_SECONDS = 3_600
+
+
+def _prune_step_runs(steps: Path, keep: str) -> None:
+    """Step outputs of all but the newest ``KEPT_STEP_RUNS`` runs (the run ``keep`` always stays)."""
+    if not steps.exists():
+        return
+    runs = sorted((d for d in steps.iterdir() if d.is_dir() and d.name != keep), key=lambda d: d.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - (KEPT_STEP_RUNS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove_leftovers(directory: Path) -> None:

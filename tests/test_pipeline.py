@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from recsys_assets.definitions import defs
+from recsys_assets.defs import evaluation as evaluation_defs
 from recsys_runtime.bundle import BundleError, load_bundle, verify_bundle
+from recsys_training.evaluation import user_shards
 from recsys_training.metrics import evaluate_lists
 from tests.pipeline_helpers import materialize, metadata
 
@@ -150,3 +152,42 @@ def test_failed_extraction_does_not_advance_the_watermark(tmp_path):
     assert json.loads((tmp_path / "data" / "raw" / "interactions" / "watermark.json").read_text())[
         "max_timestamp"] == 30
     assert np.isfinite(_metadata(again, "raw_interactions")["watermark_timestamp"])
+
+
+def _step_events(result, event_type: str) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == event_type]
+
+
+def test_a_failed_evaluation_shard_is_retried_alone_and_named(tmp_path, monkeypatch):
+    tmp, instance = tmp_path, dg.DagsterInstance.ephemeral()
+    assert materialize(tmp, instance=instance,
+                       selection=dg.AssetSelection.assets("evaluation_summary").upstream()).success
+    summary_before = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
+    real = evaluation_defs.served_lists
+    failures = {"left": 1}
+
+    def fails_on_the_second_shard(recommender, split, users):
+        if users[0] == user_shards(split, 2)[1][0] and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("worker lost")
+        return real(recommender, split, users)
+
+    monkeypatch.setattr(evaluation_defs, "served_lists", fails_on_the_second_shard)
+    retried = materialize(tmp, instance=instance, selection=["evaluation_summary"])
+    assert retried.success
+    shard_1 = "evaluation_summary.evaluation_shard_1"
+    assert _step_events(retried, "STEP_UP_FOR_RETRY") == [shard_1]
+    assert _step_events(retried, "STEP_RESTARTED") == [shard_1]
+    assert sorted(_step_events(retried, "STEP_SUCCESS")) == [
+        "evaluation_summary.evaluation_report", "evaluation_summary.evaluation_shard_0", shard_1]
+    summary_after = json.loads((tmp / "data" / "evaluation" / "summary.json").read_text())
+    assert ({k: v for k, v in summary_after.items() if k != "seconds"}
+            == {k: v for k, v in summary_before.items() if k != "seconds"})
+
+    failures["left"] = 10  # more than the retries: the run fails, naming the shard
+    failed = materialize(tmp, instance=instance, selection=["evaluation_summary"])
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == shard_1
+    error = failure.event_specific_data.error.to_string()
+    assert "Exceeded max_retries of 1" in error and "evaluation shard 1 of 2 (" in error and "worker lost" in error

@@ -1,11 +1,13 @@
 """Tables travel between assets as Parquet and come back equal; other values are pickled."""
 
+import os
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_assets.table_io import LAYOUT, ONLY_KEYS, PICKLE, TableIOManager
+from recsys_assets.table_io import KEPT_STEP_RUNS, LAYOUT, ONLY_KEYS, PICKLE, STEPS, TableIOManager
 from recsys_training.split import Split
 
 
@@ -140,3 +142,17 @@ def test_an_input_can_load_only_some_folds_of_a_stored_dict(tmp_path):
     failed = dg.materialize([folds, wrong], resources={"io_manager": manager}, raise_on_error=False)
     assert not failed.success
     assert "has no ['test']" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_outputs_of_steps_inside_a_graph_asset_are_kept_by_run_for_the_newest_runs(tmp_path):
+    manager = TableIOManager(base_dir=str(tmp_path))
+    runs = [f"run{i}" for i in range(KEPT_STEP_RUNS + 2)]
+    for number, run_id in enumerate(runs):
+        output = dg.build_output_context(step_key="evaluation_summary.evaluation_shard_0", name="result",
+                                         run_id=run_id)
+        manager.handle_output(output, {"shard": number})
+        os.utime(tmp_path / STEPS / run_id, (number, number))  # distinct ages, oldest first
+        loaded = manager.load_input(dg.build_input_context(upstream_output=output))
+        assert loaded == {"shard": number}
+    assert sorted(d.name for d in (tmp_path / STEPS).iterdir()) == runs[-KEPT_STEP_RUNS:]
+    assert not any(p.name == "evaluation_summary" for p in tmp_path.iterdir())
