@@ -17,6 +17,8 @@ EASE_MAX_ITEMS = 20_000
 # this many it would take more memory than the rest of the pipeline, so item-kNN is skipped
 ITEM_KNN_MAX_PAIRS = 400_000_000
 BATCH_CELLS = 20_000_000
+# past this many items the most-popular baseline reads one popularity order instead of ranking every item
+DENSE_POPULAR_MAX_ITEMS = 20_000
 
 
 def user_batch(n_items: int) -> int:
@@ -51,9 +53,34 @@ def rank_all(
     return lists
 
 
-def most_popular(data: InteractionMatrix, users: np.ndarray, k: int = 10) -> dict:
+def most_popular(data: InteractionMatrix, users: np.ndarray, k: int = 10, pages: list | None = None) -> dict:
+    """Per user the ``k`` most consumed train items it has not consumed (nor, given ``pages``, the
+    item of its page). Up to ``DENSE_POPULAR_MAX_ITEMS`` items every item is ranked, as the
+    reference numbers of shared/EVALUATION.md were (equal counts in ``argpartition``'s order);
+    past it, ``most_popular_sparse``."""
+    if data.matrix.shape[1] > DENSE_POPULAR_MAX_ITEMS:
+        return most_popular_sparse(data, users, k, pages)
     popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float64)
-    return rank_all(data, users, lambda h: np.repeat(popularity, h.shape[0], axis=0), k)
+    if pages is None:
+        return rank_all(data, users, lambda h: np.repeat(popularity, h.shape[0], axis=0), k)
+    return rank_for_pages(data, users, pages, lambda g: np.repeat(popularity, g.shape[0], 0), k)
+
+
+def most_popular_sparse(data: InteractionMatrix, users: np.ndarray, k: int = 10, pages: list | None = None) -> dict:
+    """``most_popular`` with equal counts in item order, from the head of one popularity order
+    (``k`` plus the user's excluded items long), so its cost does not grow with the catalog."""
+    matrix = data.matrix.tocsr()
+    order = np.argsort(-np.asarray(matrix.sum(axis=0)).ravel(), kind="stable")
+    rows = data.user_index(users)
+    page_columns = data.item_index(np.array(pages)) if pages is not None else None
+    lists: dict = {}
+    for i, (user, row) in enumerate(zip(users, rows, strict=True)):
+        excluded = matrix.indices[matrix.indptr[row]:matrix.indptr[row + 1]]
+        if page_columns is not None:
+            excluded = np.append(excluded, page_columns[i])
+        head = order[: k + len(excluded)]
+        lists[user] = data.items[head[~np.isin(head, excluded)][:k]].tolist()
+    return lists
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys_training.baselines import ReferenceModels, rank_for_pages
+from recsys_training.baselines import ReferenceModels, most_popular, rank_for_pages
 from recsys_training.schema import canonical_order
 
 
@@ -39,7 +39,7 @@ def baseline_lists(models: ReferenceModels, cases: NextItemCases, k: int) -> tup
     def rank(score, with_history: bool) -> dict:
         return rank_for_pages(data, cases.users, cases.queries, score, k, with_history)
 
-    lists = {"most_pop": rank(lambda g: np.repeat(models.popularity, g.shape[0], 0), False)}
+    lists = {"most_pop": most_popular(data, cases.users, k, cases.queries)}
     skipped = {}
     if models.cosine is None:
         skipped.update({name: models.cosine_skipped for name in ("cooccurrence_of_query", "item_knn_history_and_query")})

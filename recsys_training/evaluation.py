@@ -31,8 +31,7 @@ def baseline_lists(models: baselines.ReferenceModels, users: np.ndarray, anchors
     pages = [anchors[u] for u in users]
     user_lists, detail_lists, skipped = {}, {}, {}
     user_lists["most_pop"] = baselines.most_popular(data, users, k)
-    detail_lists["most_pop"] = baselines.rank_for_pages(
-        data, users, pages, lambda g: np.repeat(models.popularity, g.shape[0], 0), k)
+    detail_lists["most_pop"] = baselines.most_popular(data, users, k, pages)
     if models.cosine is None:
         skipped["item_knn"] = models.cosine_skipped
     else:
