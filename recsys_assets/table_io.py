@@ -75,7 +75,7 @@ class TableIOManager(dg.ConfigurableIOManager):
     """Asset values under ``base_dir/<asset key>/``: Parquet for tables, a pickle otherwise. The
     outputs of steps inside a graph-backed asset (its shards) go under
     ``base_dir/steps/<run id>/<step>/<output>/``; those of the newest ``KEPT_STEP_RUNS`` runs are
-    kept, so a re-execution from failure finds its parent run's finished shards."""
+    kept, for a re-execution from failure to load its parent run's finished shards."""
 
     base_dir: str
 

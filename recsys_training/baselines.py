@@ -85,12 +85,11 @@ def most_popular_sparse(data: InteractionMatrix, users: np.ndarray, k: int = 10,
 
 @dataclass(frozen=True)
 class ReferenceModels:
-    """The reference recommenders, fitted once on a train part for every protocol's baselines:
-    item popularity, item-item cosine unless the users' co-occurring pairs are too many, and EASE
-    (lambda 500) unless the catalog is too large."""
+    """The reference recommenders, fitted once on a train part for every protocol's baselines: the
+    interaction matrix (most popular reads it), item-item cosine unless the users' co-occurring
+    pairs are too many, and EASE (lambda 500) unless the catalog is too large."""
 
     data: InteractionMatrix
-    popularity: np.ndarray  # (1, items)
     cosine: sp.csr_matrix | None
     ease: np.ndarray | None
     ease_skipped: str = ""
@@ -103,7 +102,7 @@ class ReferenceModels:
         skipped = f"{n_items} items > {EASE_MAX_ITEMS}" if n_items > EASE_MAX_ITEMS else ""
         pairs = cooccurring_pairs(data.matrix)
         cosine_skipped = f"{pairs:.3g} co-occurring pairs > {ITEM_KNN_MAX_PAIRS:.3g}" if pairs > ITEM_KNN_MAX_PAIRS else ""
-        return cls(data, np.asarray(data.matrix.sum(axis=0), dtype=np.float64),
+        return cls(data,
                    None if cosine_skipped else cosine_similarity(data.matrix),
                    None if skipped else ease_item_weights(data.matrix, 500.0), skipped, cosine_skipped)
 

@@ -99,7 +99,8 @@ def served_lists(recommender: Recommender, split: Split, users: np.ndarray | Non
     lists do not depend on the other users asked, so the lists of disjoint shards, merged, are
     the lists of all users at once."""
     users = evaluated_users(split) if users is None else np.asarray(users, dtype=str)
-    anchors = last_train_items(split.train)
+    train = split.train[split.train["user_id"].astype(str).isin(set(users))]  # a shard reads its own users' rows
+    anchors = last_train_items(train)
     variants = (None, *route_names(recommender.routes))
     anchor_list = [anchors[u] for u in users]
     # each call's lists are kept as item ids only: the recommendations themselves would hold every
@@ -113,7 +114,6 @@ def served_lists(recommender: Recommender, split: Split, users: np.ndarray | Non
     next_pages, _ = _item_lists(cases.users, recommender.recommend_variants(list(cases.users), cases.queries, k=k,
                                                                             variants=variants))
     # /similar knows no user; as the protocol asks, its list leaves out the user's train items too
-    train = split.train[split.train["user_id"].astype(str).isin(set(cases.users))]
     seen = train.groupby(train["user_id"].astype(str))["item_id"].apply(lambda s: s.astype(str).tolist())
     similar_next = _as_lists(cases.users, recommender.recommend_many(
         [None] * len(cases.users), cases.queries, k=k, exclude=[seen.get(u, []) for u in cases.users]))
