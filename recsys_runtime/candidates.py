@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys_runtime import kernels
 from recsys_runtime.components import Components
 from recsys_runtime.routes import ROUTES, Route, RouteInput, route_names, routes_for
-from recsys_runtime.sparse import SparseRow, best, row_entries, unique_sorted
+from recsys_runtime.sparse import SparseRow, row_entries, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
 STATE_HISTORY = 200  # a state reads the latest items of a history (older ones weigh < 1e-6 in recency)
@@ -27,6 +28,9 @@ BASE_FEATURES = (
     "log_count", "trend_7d", "trend_30d", "trend_365d", "item_age_days", "item_mean_value",
     "category_affinity", "log_history_length",
 )
+# the features computed per candidate by ``kernels.item_features``, in the order it writes them
+ITEM_FEATURES = ("content_score", "anchor_content", "log_count", "trend_7d", "trend_30d", "trend_365d",
+                 "item_age_days", "item_mean_value", "category_affinity", "log_history_length")
 
 
 def feature_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:
@@ -148,10 +152,7 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
 
 def _profile(vectors: np.ndarray, history: np.ndarray, recency: np.ndarray) -> np.ndarray:
     """The recency-weighted, L2-normalised mean of the history's vectors (zeros for no history)."""
-    if len(history):
-        profile = np.add.reduceat(vectors[history] * recency[:, None], [0], axis=0)
-    else:
-        profile = np.zeros((1, vectors.shape[1]), dtype=np.float32)
+    profile = kernels.weighted_row_sum(vectors, history, recency)[None, :]
     return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
 
@@ -196,12 +197,9 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
     blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
     blocked = unique_sorted(blocked)
     given = RouteInput(components, state, anchor, anchor_covis, as_of, blocked)
-    picks = []
-    for route in routes:
-        n = route.size(per_route)
-        items, scores = route.propose(given, n)
-        picks.append(best(np.asarray(items, dtype=np.int64), scores, n, blocked)[0])
-    items, bits = components.accumulator.union(picks)
+    sizes = [route.size(per_route) for route in routes]
+    items, bits = components.accumulator.pick([route.propose(given, n) for route, n in zip(routes, sizes, strict=True)],
+                                              sizes, blocked)
     collaborative, covisitation = state.collaborative.at(items), state.covisitation.at(items)
     columns = {
         "collaborative_score": collaborative,
@@ -212,9 +210,6 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
         "anchor_covisitation": anchor_covis.at(items),
     }
     return _OneRequest(items, bits, columns, tuple(dict.fromkeys(failed)))
-
-
-FEATURE_BLOCK_ROWS = 32_768  # candidates per block of the feature matrix (each gathered vector block: ~50 MB at 384 dims)
 
 
 def generate(components: Components, requests: Requests, per_route: int = 100,
@@ -257,64 +252,45 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
                        image_profiles: np.ndarray | None = None) -> np.ndarray:
     """The ranker's feature matrix of candidates ``(rows, cols)``; ``columns``: the features a
     request's own state gave; ``profiles`` / ``user_categories`` / ``image_profiles``: one row
-    per request. Computed in blocks of ``FEATURE_BLOCK_ROWS`` candidates, so the per-candidate
-    vectors gathered for the dot products take bounded memory however many requests come at once."""
+    per request. The item and user-item features come from one compiled pass over the candidates
+    (``kernels.item_features``), which reads vectors in place instead of gathering them."""
     names = feature_names(routes)
+    position = {name: j for j, name in enumerate(names)}
     features = np.empty((len(rows), len(names)), dtype=np.float32)
-    has_anchor = requests.anchors >= 0
-    lengths = np.array([len(h) for h in requests.histories], dtype=np.float32)
-    for start in range(0, len(rows), FEATURE_BLOCK_ROWS):
-        block = slice(start, start + FEATURE_BLOCK_ROWS)
-        named = _named_features(components, requests, has_anchor, lengths, rows[block], cols[block], bits[block],
-                                {name: column[block] for name, column in columns.items()}, profiles,
-                                user_categories, routes, image_profiles)
-        for j, name in enumerate(names):
-            features[block, j] = named[name]
+    for name, column in columns.items():
+        features[:, position[name]] = column
+    timeline = components.timeline
+    anchors = np.asarray(requests.anchors, dtype=np.int64)
+    kernels.item_features(
+        features, np.array([position[name] for name in ITEM_FEATURES], np.int64),
+        np.array([position[f"from_{route.name}"] for route in routes], np.int64),
+        np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(bits, np.uint8),
+        np.ascontiguousarray(profiles, np.float32), anchors,
+        np.array([len(h) for h in requests.histories], dtype=np.int64), np.asarray(requests.as_of, np.int64),
+        components.embeddings, timeline.keys, timeline.item_starts, np.int64(timeline.KEY_STRIDE),
+        np.array(TREND_WINDOWS, np.int64),
+        components.log_counts, components.first_seen, components.item_mean_value,
+        components.categories.indptr, components.categories.indices, components.categories.data,
+        np.ascontiguousarray(user_categories, np.float32), components.category_counts, float(DAY))
+    if image_profiles is not None:
+        _image_features(components, anchors, rows, cols, image_profiles, features, position)
     return features
 
 
-def _named_features(components: Components, requests: Requests, has_anchor: np.ndarray, lengths: np.ndarray,
-                    rows: np.ndarray, cols: np.ndarray, bits: np.ndarray, columns: dict[str, np.ndarray],
-                    profiles: np.ndarray, user_categories: np.ndarray, routes: tuple[Route, ...],
-                    image_profiles: np.ndarray | None) -> dict[str, np.ndarray]:
-    embeddings = components.embeddings
-    as_of = requests.as_of[rows]
-    trend_7d, trend_30d, trend_365d = components.timeline.windows(cols, as_of, TREND_WINDOWS)
-    candidate_vectors = embeddings[cols]
-    anchor_vectors = embeddings[np.where(has_anchor, requests.anchors, 0)[rows]]
-    item_categories = _dense_rows(components.categories, cols)
-    affinity = np.einsum("ij,ij->i", item_categories, user_categories[rows])
-    affinity /= np.maximum(components.category_counts[cols], 1.0)
-    named = {
-        **columns,
-        "content_score": np.einsum("ij,ij->i", profiles[rows], candidate_vectors),
-        "anchor_content": np.einsum("ij,ij->i", anchor_vectors, candidate_vectors) * has_anchor[rows],
-        "log_count": components.log_counts[cols],
-        "trend_7d": np.log1p(trend_7d),
-        "trend_30d": np.log1p(trend_30d),
-        "trend_365d": np.log1p(trend_365d),
-        "item_age_days": (as_of - components.first_seen[cols]) / DAY,
-        "item_mean_value": components.item_mean_value[cols],
-        "category_affinity": affinity,
-        "log_history_length": np.log1p(lengths[rows]),
-    }
-    if image_profiles is not None:
-        image_vectors = components.image_index.vectors
-        candidate_images = image_vectors[cols]
-        named["image_score"] = np.einsum("ij,ij->i", image_profiles[rows], candidate_images)
-        named["anchor_image"] = np.einsum("ij,ij->i", image_vectors[np.where(has_anchor, requests.anchors, 0)[rows]],
-                                          candidate_images) * has_anchor[rows]
-    for r, route in enumerate(routes):
-        named[f"from_{route.name}"] = (bits >> r) & 1
-    return named
+IMAGE_BLOCK_ROWS = 32_768  # candidates per block of gathered image vectors (~50 MB at 384 dims)
 
 
-def _dense_rows(matrix, rows: np.ndarray) -> np.ndarray:
-    """``matrix[rows].toarray()`` for a CSR matrix, without scipy's per-call indexing overhead."""
-    offsets, lengths = row_entries(matrix, rows)
-    dense = np.zeros((len(rows), matrix.shape[1]), dtype=matrix.dtype)
-    dense[np.repeat(np.arange(len(rows)), lengths), matrix.indices[offsets]] = matrix.data[offsets]
-    return dense
+def _image_features(components: Components, anchors: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    image_profiles: np.ndarray, features: np.ndarray, position: dict[str, int]) -> None:
+    image_vectors = components.image_index.vectors
+    has_anchor = anchors >= 0
+    for start in range(0, len(rows), IMAGE_BLOCK_ROWS):
+        block = slice(start, start + IMAGE_BLOCK_ROWS)
+        block_rows, candidate_images = rows[block], image_vectors[cols[block]]
+        features[block, position["image_score"]] = np.einsum("ij,ij->i", image_profiles[block_rows], candidate_images)
+        features[block, position["anchor_image"]] = np.einsum(
+            "ij,ij->i", image_vectors[np.where(has_anchor, anchors, 0)[block_rows]], candidate_images
+        ) * has_anchor[block_rows]
 
 
 def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, n_rows: int) -> list[np.ndarray]:

@@ -53,6 +53,12 @@ class ItemTimeline:
         return self.trending[min(max(bucket, 0), len(self.bucket_ends) - 1)]
 
     @cached_property
+    def item_starts(self) -> np.ndarray:
+        """Where each item's keys begin in ``keys`` (one more entry: the end), so a request
+        searches an item's own interactions only."""
+        return np.searchsorted(self.keys, np.arange(len(self.counts) + 1, dtype=np.int64) * self.KEY_STRIDE)
+
+    @cached_property
     def bucket_ends_list(self) -> list[int]:
         return self.bucket_ends.tolist()
 

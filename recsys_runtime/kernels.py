@@ -1,17 +1,48 @@
-"""Compiled loops of the request path (numba): sums of neighbour lists, best-n selection, the
-union of the routes' picks and sparse lookups.
+"""Compiled loops of the request path (numba): sums of neighbour lists, the history's content
+profile, best-n selection with the union of the routes' picks, sparse lookups, and the
+per-candidate ranker features.
 
-Each does what a handful of numpy calls did, with the same arithmetic in the same order (float32
-products, float64 sums in input order), so results are identical to the numpy formulation the
-tests keep as a reference. A request calls each a few times on arrays the size of its history's
-neighbour lists, where numpy's per-call overhead was most of the cost. Catalog-length scratch
-arrays are passed in, touched only at a request's entries and left cleared.
+Each replaces numpy calls on arrays the size of a request's history and candidates, where
+numpy's per-call overhead and gathered copies were most of the cost. Sums of neighbour lists,
+selections and lookups give exactly what their numpy formulation gave (the tests keep it as a
+reference); dot products sum in SIMD lanes and the profile row after row, so those may differ
+from numpy's in the last bit, identically in training and serving. Catalog-length scratch arrays
+are passed in, touched only at a request's entries and left cleared.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+RADIX_BITS = 11
+
+
+@njit(cache=True, nogil=True)
+def sort_ids(ids, bound):
+    """Non-negative ids below ``bound``, ascending: an LSD radix sort of ``RADIX_BITS`` a pass,
+    linear in ``len(ids)`` (a comparison sort of a few thousand ids cost more than the sums)."""
+    n = len(ids)
+    if n < 64:
+        return np.sort(ids)
+    source = ids.copy()
+    target = np.empty_like(ids)
+    buckets = 1 << RADIX_BITS
+    counts = np.empty(buckets + 1, np.int64)
+    shift = 0
+    while shift == 0 or ((bound - 1) >> shift) > 0:
+        counts[:] = 0
+        for i in range(n):
+            counts[((source[i] >> shift) & (buckets - 1)) + 1] += 1
+        for b in range(buckets):
+            counts[b + 1] += counts[b]
+        for i in range(n):
+            digit = (source[i] >> shift) & (buckets - 1)
+            target[counts[digit]] = source[i]
+            counts[digit] += 1
+        source, target = target, source
+        shift += RADIX_BITS
+    return source
 
 
 @njit(cache=True, nogil=True)
@@ -33,7 +64,7 @@ def accumulate_rows(indptr, indices, data, rows, weights, sums, touched):
                 support[n] = item
                 n += 1
             sums[item] += np.float64(data[j] * weight)
-    support = np.sort(support[:n])
+    support = sort_ids(support[:n], len(sums))
     values = np.empty(n, np.float32)
     for k in range(n):
         item = support[k]
@@ -41,6 +72,19 @@ def accumulate_rows(indptr, indices, data, rows, weights, sums, touched):
         sums[item] = 0.0
         touched[item] = False
     return support, values
+
+
+@njit(cache=True, nogil=True)
+def weighted_row_sum(vectors, rows, weights):
+    """``sum_i weights[i] * vectors[rows[i]]`` in float32, added row after row, without gathering
+    the rows."""
+    total = np.zeros(vectors.shape[1], np.float32)
+    for i in range(len(rows)):
+        row = vectors[rows[i]]
+        weight = weights[i]
+        for k in range(len(total)):
+            total[k] += row[k] * weight
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -55,10 +99,15 @@ def _contains(sorted_ids, value) -> bool:
 def best_positions(items, scores, n, blocked):
     """Positions of the ``n`` best positive-scored ``items`` not in ``blocked`` (sorted), best
     first, ties broken by the lower item index."""
+    floor = -np.inf
+    if len(items) > n + len(blocked) > 0:
+        # the n best unblocked items are among the n + len(blocked) best, so only scores at or
+        # above that rank's (ties kept) need the blocked-items search
+        floor = -np.partition(-scores, n + len(blocked) - 1)[n + len(blocked) - 1]
     keep = np.empty(len(items), np.int64)
     m = 0
     for i in range(len(items)):
-        if scores[i] > 0 and not _contains(blocked, items[i]):
+        if scores[i] > 0 and scores[i] >= floor and not _contains(blocked, items[i]):
             keep[m] = i
             m += 1
     keep = keep[:m]
@@ -72,22 +121,25 @@ def best_positions(items, scores, n, blocked):
 
 
 @njit(cache=True, nogil=True)
-def union_with_bits(picks, lengths, bits_scratch):
-    """The distinct items of the concatenated ``picks`` (``lengths`` per route), ascending, and
-    for each a bitmask of the routes (bit = route position) that picked it."""
-    union = np.empty(len(picks), np.int64)
+def pick_and_union(items, scores, lengths, sizes, blocked, bits_scratch):
+    """Each route's ``sizes[r]`` best proposals (``best_positions`` of its slice of the
+    concatenated ``items``/``scores``, ``lengths`` per route), then their distinct items,
+    ascending, with a bitmask of the routes that picked each (bit = route position)."""
+    union = np.empty(len(items), np.int64)
     n = 0
     start = 0
     for route in range(len(lengths)):
+        end = start + lengths[route]
+        chosen = best_positions(items[start:end], scores[start:end], sizes[route], blocked)
         bit = np.uint8(1 << route)
-        for j in range(start, start + lengths[route]):
-            item = picks[j]
+        for j in range(len(chosen)):
+            item = items[start + chosen[j]]
             if bits_scratch[item] == 0:
                 union[n] = item
                 n += 1
             bits_scratch[item] |= bit
-        start += lengths[route]
-    union = np.sort(union[:n])
+        start = end
+    union = sort_ids(union[:n], len(bits_scratch))
     bits = np.empty(n, np.uint8)
     for k in range(n):
         bits[k] = bits_scratch[union[k]]
@@ -106,3 +158,47 @@ def lookup(items, values, query):
         if pos < len(items) and items[pos] == query[i]:
             out[i] = values[pos]
     return out
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot(a, b) -> float:
+    """``a . b`` in float32, summed in the SIMD lanes this CPU has (the compiler may reorder the
+    sum: the same on every call on one machine, possibly different in the last bit on another)."""
+    total = np.float32(0.0)
+    for k in range(len(a)):
+        total += a[k] * b[k]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def item_features(out, where, bit_columns, rows, cols, bits, profiles, anchors, lengths, as_of, embeddings,
+                  keys, key_starts, key_stride, windows, log_counts, first_seen, mean_value, cat_indptr, cat_indices, cat_data,
+                  user_categories, category_counts, day):
+    """Writes each candidate's item and user-item features into ``out`` in one pass, at the columns
+    ``where`` gives (in ``candidates.ITEM_FEATURES`` order, the trend windows in ``windows`` order),
+    and its route bits at ``bit_columns``. Vectors are read in place, never gathered; a window
+    count is two binary searches in the item's own run of the timeline's sorted keys
+    (``key_starts``)."""
+    n_windows = len(windows)
+    for i in range(len(rows)):
+        r, c = rows[i], cols[i]
+        item_vector = embeddings[c]
+        out[i, where[0]] = np.float32(_dot(profiles[r], item_vector))
+        anchor = anchors[r]
+        out[i, where[1]] = np.float32(_dot(embeddings[anchor], item_vector)) if anchor >= 0 else np.float32(0.0)
+        out[i, where[2]] = log_counts[c]
+        base = np.int64(c) * key_stride + as_of[r]
+        own = keys[key_starts[c]:key_starts[c + 1]]  # this item's keys: a short, local search
+        hi = np.searchsorted(own, base, side="right")
+        for w in range(n_windows):
+            lo = np.searchsorted(own, base - windows[w], side="right")
+            out[i, where[3 + w]] = np.float32(np.log1p(np.float64(hi - lo)))
+        out[i, where[3 + n_windows]] = np.float32((as_of[r] - first_seen[c]) / day)
+        out[i, where[4 + n_windows]] = mean_value[c]
+        affinity = 0.0
+        for j in range(cat_indptr[c], cat_indptr[c + 1]):
+            affinity += np.float64(cat_data[j]) * np.float64(user_categories[r, cat_indices[j]])
+        out[i, where[5 + n_windows]] = np.float32(affinity / max(np.float64(category_counts[c]), 1.0))
+        out[i, where[6 + n_windows]] = np.float32(np.log1p(np.float64(lengths[r])))
+        for b in range(len(bit_columns)):
+            out[i, bit_columns[b]] = np.float32((bits[i] >> b) & 1)

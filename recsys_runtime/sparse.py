@@ -69,7 +69,7 @@ class _Scratch:
 
 
 class Accumulator:
-    """Weighted sums of CSR rows as ``SparseRow``s, and unions of route picks; thread-safe (each
+    """Weighted sums of CSR rows as ``SparseRow``s, and the union of the routes' picks; thread-safe (each
     caller borrows scratch). The work is proportional to the rows' entries."""
 
     def __init__(self, catalog_size: int) -> None:
@@ -99,14 +99,17 @@ class Accumulator:
             self._give_back(scratch)
         return SparseRow(items, values, self.catalog_size)
 
-    def union(self, picks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct items of ``picks`` (one array per route), ascending, with a bitmask of the
-        routes that picked each (bit = the route's position)."""
-        lengths = np.array([len(p) for p in picks], dtype=np.int64)
-        flat = np.concatenate(picks).astype(np.int64) if picks else np.empty(0, np.int64)
+    def pick(self, proposals: list[tuple[np.ndarray, np.ndarray]], sizes: list[int],
+             blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each route's ``best`` ``sizes[r]`` of its proposals (items, scores), then their distinct
+        items, ascending, with a bitmask of the routes that picked each, in one compiled call."""
+        lengths = np.array([len(items) for items, _ in proposals], dtype=np.int64)
+        items = np.concatenate([np.asarray(items, dtype=np.int64) for items, _ in proposals])
+        scores = np.concatenate([np.asarray(scores, dtype=np.float64) for _, scores in proposals])
         scratch = self._borrow()
         try:
-            return kernels.union_with_bits(flat, lengths, scratch.bits)
+            return kernels.pick_and_union(items, scores, lengths, np.asarray(sizes, dtype=np.int64), blocked,
+                                          scratch.bits)
         finally:
             self._give_back(scratch)
 

@@ -86,6 +86,29 @@ def test_sparse_candidates_equal_a_dense_reference(components):
         assert np.allclose(features["collaborative_rel"], collaborative[cands.items] / max(collaborative.max(), 1e-9))
         assert np.allclose(features["content_score"], sims[cands.items], atol=1e-5)
         assert np.array_equal(features["anchor_covisitation"], comp.covisitation[anchor].toarray()[0][cands.items])
+        _assert_item_features(comp, features, cands, history, anchor, int(stamps[-1]))
+
+
+def _assert_item_features(comp, features, cands, history, anchor, as_of):
+    """The compiled per-candidate features against their numpy formulation over dense arrays."""
+    items = cands.items
+    day = 86_400
+    keys_of = comp.timeline.keys // comp.timeline.KEY_STRIDE
+    stamps = comp.timeline.keys % comp.timeline.KEY_STRIDE
+    for name, seconds in (("trend_7d", 7 * day), ("trend_30d", 30 * day), ("trend_365d", 365 * day)):
+        counts = np.array([np.sum((keys_of == i) & (stamps > as_of - seconds) & (stamps <= as_of)) for i in items])
+        assert np.allclose(features[name], np.log1p(counts), rtol=1e-6), name
+    assert np.allclose(features["log_count"], np.log1p(comp.timeline.counts[items]))
+    assert np.allclose(features["item_age_days"], (as_of - comp.first_seen[items]) / day, rtol=1e-6)
+    assert np.array_equal(features["item_mean_value"], comp.item_mean_value[items])
+    dense_categories = comp.categories.toarray()
+    user_categories = dense_categories[history[-200:]].sum(axis=0) / max(len(history[-200:]), 1)
+    affinity = dense_categories[items] @ user_categories / np.maximum(dense_categories[items].sum(axis=1), 1)
+    assert np.allclose(features["category_affinity"], affinity, atol=1e-6)
+    assert np.allclose(features["anchor_content"], comp.embeddings[items] @ comp.embeddings[anchor], atol=1e-5)
+    assert np.allclose(features["log_history_length"], np.log1p(len(history)))
+    for bit, route in enumerate(ROUTES):
+        assert np.array_equal(features[f"from_{route.name}"], (cands.routes >> bit) & 1), route.name
 
 
 @pytest.mark.parametrize("n_rows", [5, 200])  # fewer entries than items (scratch sums), more (a catalog count)
