@@ -27,6 +27,7 @@ SPARSE_FILES = ("ease", "covisitation", "categories")
 SIMILAR_FILE = "similar.npz"
 CATALOG_FILE = "catalog.parquet"
 HNSW_FILE = "content_hnsw.faiss"
+CONTENT_NEIGHBOURS_FILE = "content_neighbours.npz"
 IMAGE_FILE = "image_vectors.npy"
 IMAGE_HNSW_FILE = "image_hnsw.faiss"
 
@@ -71,6 +72,7 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
     )
     for name in SPARSE_FILES:
         sp.save_npz(staging / f"{name}.npz", getattr(components, name).tocsr())
+    sp.save_npz(staging / CONTENT_NEIGHBOURS_FILE, components.content_index.neighbours())
     if similar is not None:
         np.savez(staging / SIMILAR_FILE, **vars(similar))
     graph = components.content_index.graph()
@@ -145,12 +147,16 @@ def trained_until(path: Path | str) -> int:
 
 
 def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: bool,
-                   graph_file: str = HNSW_FILE) -> ContentIndex:
-    """A bundle's vector index as it was built: its HNSW graph when it has one, else exact."""
+                   graph_file: str = HNSW_FILE, neighbours_file: str | None = None) -> ContentIndex:
+    """A bundle's vector index as it was built: its HNSW graph when it has one, else exact; with
+    its stored neighbour lists when ``neighbours_file`` is one of its files."""
+    neighbours = None
+    if neighbours_file is not None and neighbours_file in manifest["files"]:
+        neighbours = sp.load_npz(path / neighbours_file).tocsr()
     if graph_file in manifest["files"]:
         graph = np.frombuffer((path / graph_file).read_bytes(), dtype=np.uint8)
-        return ContentIndex(vectors, use_faiss=True, kind="hnsw", graph=graph)
-    return ContentIndex(vectors, use_faiss=use_faiss, kind="exact")
+        return ContentIndex(vectors, use_faiss=True, kind="hnsw", graph=graph, neighbours=neighbours)
+    return ContentIndex(vectors, use_faiss=use_faiss, kind="exact", neighbours=neighbours)
 
 
 def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | None = None) -> Recommender:
@@ -165,7 +171,8 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
         items=a["items"],
         ease=sparse["ease"],
         covisitation=sparse["covisitation"],
-        content_index=_content_index(path, manifest, a["embeddings"], use_faiss),
+        content_index=_content_index(path, manifest, a["embeddings"], use_faiss,
+                                     neighbours_file=CONTENT_NEIGHBOURS_FILE),
         categories=sparse["categories"],
         item_mean_value=a["item_mean_value"],
         timeline=ItemTimeline(
@@ -178,6 +185,7 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
         image_index=(_content_index(path, manifest, np.load(path / IMAGE_FILE), use_faiss, IMAGE_HNSW_FILE)
                      if IMAGE_FILE in manifest["files"] else None),
     )
+    components.content_index.neighbours()  # a bundle from before the lists were stored searches them now
     ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), ranker_cache)
     recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
                               per_route=int(manifest.get("per_route", 100)))

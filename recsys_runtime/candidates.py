@@ -75,8 +75,8 @@ class Candidates:
 @dataclass
 class UserState:
     """What a request's candidates need from its history alone (no anchor, no exclusions): the
-    collaborative and co-visitation scores as sparse rows, the content profile and its nearest
-    items, and the category profile. Deterministic for a given history, so a service can keep
+    collaborative and co-visitation scores as sparse rows, the content profile, the strongest
+    ``per_route`` items of the history's summed content neighbour lists, and the category profile. Deterministic for a given history, so a service can keep
     it per user. Its size grows with the history, never with the catalog:
     8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
     (embedding dimension + categories), where a support is at most min(history, STATE_HISTORY)
@@ -127,8 +127,8 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
     covisitation = _isolated(failed, "covisitation", lambda: accumulate(
         components.covisitation, history, recency), empty)
     profile = _profile(components.embeddings, history, recency)
-    content = _isolated(failed, "content", lambda: _nearest(components.content_index, profile, per_route, n_items),
-                        empty)
+    content = _isolated(failed, "content", lambda: _strongest(accumulate(
+        components.content_index.neighbours(), history, recency), per_route), empty)
     image = image_profile = None
     if components.image_index is not None:
         image_profile = _profile(components.image_index.vectors, history, recency)
@@ -154,6 +154,17 @@ def _profile(vectors: np.ndarray, history: np.ndarray, recency: np.ndarray) -> n
     """The recency-weighted, L2-normalised mean of the history's vectors (zeros for no history)."""
     profile = kernels.weighted_row_sum(vectors, history, recency)[None, :]
     return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+
+
+NOTHING_BLOCKED = np.empty(0, np.int64)
+
+
+def _strongest(row: SparseRow, k: int) -> SparseRow:
+    """The ``k`` best positive entries of ``row`` (ties to the lower item), still ascending by item."""
+    if len(row.items) <= k:
+        return row
+    kept = np.sort(kernels.best_positions(row.items, row.values, k, NOTHING_BLOCKED))
+    return SparseRow(row.items[kept], row.values[kept], row.catalog_size)
 
 
 def _nearest(index, profile: np.ndarray, k: int, n_items: int) -> SparseRow:
@@ -190,13 +201,17 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
                               SparseRow.empty(len(components.items)))
     anchor_covis = _isolated(failed, "covisitation", lambda: _anchor_row(components.covisitation, anchor),
                              SparseRow.empty(len(components.items)))
+    anchor_content = _isolated(failed, "content", lambda: _anchor_row(components.content_index.neighbours(), anchor),
+                               SparseRow.empty(len(components.items)))
     if "collaborative" in state.failed_routes:
         anchor_collab = SparseRow.empty(len(components.items))
     if "covisitation" in state.failed_routes:
         anchor_covis = SparseRow.empty(len(components.items))
+    if "content" in state.failed_routes:
+        anchor_content = SparseRow.empty(len(components.items))
     blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
     blocked = unique_sorted(blocked)
-    given = RouteInput(components, state, anchor, anchor_covis, as_of, blocked)
+    given = RouteInput(components, state, anchor, anchor_covis, anchor_content, as_of, blocked)
     sizes = [route.size(per_route) for route in routes]
     items, bits = components.accumulator.pick([route.propose(given, n) for route, n in zip(routes, sizes, strict=True)],
                                               sizes, blocked)

@@ -27,6 +27,7 @@ class RouteInput:
     state: object
     anchor: int
     anchor_covisitation: SparseRow
+    anchor_content: SparseRow
     as_of: int
     blocked: np.ndarray
 
@@ -56,8 +57,8 @@ def _covisitation(given: RouteInput, n: int) -> Proposal:
 
 
 def _content(given: RouteInput, n: int) -> Proposal:
-    row = given.state.content
-    return row.items, row.values
+    """The history's strongest summed content neighbours, merged with the anchor's nearest items."""
+    return given.state.content.plus(given.anchor_content)
 
 
 def _image(given: RouteInput, n: int) -> Proposal:

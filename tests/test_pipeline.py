@@ -107,6 +107,7 @@ def test_bundle_manifest_checksums(run):
     bundle = Path(summary["bundle"])
     manifest = verify_bundle(bundle)
     assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
+                                      "content_neighbours.npz",
                                       "similar.npz", "catalog.parquet"}
     assert manifest["collaborative"]["model"] == "ease" and manifest["content_index"]["kind"] == "exact"
     # synthetic items have no images: the image route is off, and the manifest says why

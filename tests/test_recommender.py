@@ -148,7 +148,7 @@ def test_a_failing_route_is_cut_off_and_the_others_serve(world, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("index unavailable")
 
-    monkeypatch.setattr(comp.content_index, "search", broken)
+    monkeypatch.setattr(comp.content_index, "neighbours", broken)
     result = rec.recommend("u0", k=5)
     assert result.failed_routes == ("content",) and result.fallback is None and len(result.items) == 5
     assert not any("content" in routes for routes in result.routes)

@@ -32,6 +32,26 @@ def _dense_top(scores: np.ndarray, n: int) -> set:
     return {int(i) for i in order[:n] if scores[i] > 0}
 
 
+def _content_reference(vectors, top_k):
+    """Each item's top_k nearest other items with a positive cosine, by brute force, as dense rows."""
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = np.zeros_like(sims, dtype=np.float32)
+    for item, row in enumerate(sims):
+        best = np.argsort(-row, kind="stable")[:top_k]
+        best = best[row[best] > 0]
+        nearest[item, best] = row[best]
+    return nearest
+
+
+def test_content_neighbour_lists_equal_a_brute_force_search(components):
+    from recsys_runtime.content_index import NEIGHBOURS_TOP_K
+
+    lists = components.content_index.neighbours().toarray()
+    assert np.allclose(lists, _content_reference(components.embeddings, NEIGHBOURS_TOP_K), atol=1e-6)
+    assert (np.diff(components.content_index.neighbours().indptr) <= NEIGHBOURS_TOP_K).all()
+
+
 def _reference(comp, history, anchor, as_of, exclude, per_route):
     """Every route and feature computed densely over the whole catalog, as the code did before."""
     n = len(comp.items)
@@ -47,9 +67,16 @@ def _reference(comp, history, anchor, as_of, exclude, per_route):
     profile = (comp.embeddings[history] * recency[:, None]).sum(axis=0)
     profile /= max(np.linalg.norm(profile), 1e-12)
     sims = comp.embeddings @ profile
-    nearest = np.argsort(-sims, kind="stable")[:per_route]
+    nearest = comp.content_index.neighbours().toarray()  # checked against a brute-force search below
+    summed = np.zeros(n, np.float64)
+    for item, weight in zip(history, recency, strict=True):
+        summed += (nearest[item] * weight).astype(np.float64)
+    summed = summed.astype(np.float32)
+    strongest = sorted(_dense_top(summed, per_route))
     content = np.zeros(n, np.float32)
-    content[nearest] = np.maximum(sims[nearest], 0)
+    content[strongest] = summed[strongest]
+    if anchor >= 0:
+        content += nearest[anchor]
     trending = np.zeros(n, np.float32)
     listed = comp.timeline.trending_at(np.array([as_of]))[0]
     trending[listed[listed >= 0]] = len(listed) - np.flatnonzero(listed >= 0)
