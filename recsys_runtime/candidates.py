@@ -20,6 +20,7 @@ from recsys_runtime.sparse import SparseRow, row_entries, unique_sorted
 
 RECENCY_HALF_LIFE = 10.0
 STATE_HISTORY = 200  # a state reads the latest items of a history (older ones weigh < 1e-6 in recency)
+STATE_SUPPORT = 2_048  # a state keeps the strongest entries of each summed neighbour list
 DAY = 86_400
 TREND_WINDOWS = (7 * DAY, 30 * DAY, 365 * DAY)
 BASE_FEATURES = (
@@ -75,12 +76,13 @@ class Candidates:
 @dataclass
 class UserState:
     """What a request's candidates need from its history alone (no anchor, no exclusions): the
-    collaborative and co-visitation scores as sparse rows, the content profile, the strongest
-    ``per_route`` items of the history's summed content neighbour lists, and the category profile. Deterministic for a given history, so a service can keep
-    it per user. Its size grows with the history, never with the catalog:
+    strongest ``STATE_SUPPORT`` entries of the history's summed collaborative and co-visitation
+    neighbour lists as sparse rows, the content profile, the strongest ``per_route`` items of its
+    summed content neighbour lists, and the category profile. Deterministic for a given history,
+    so a service can keep it per user. Its size is bounded whatever the history and the catalog:
     8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
-    (embedding dimension + categories), where a support is at most min(history, STATE_HISTORY)
-    x neighbours per item."""
+    (embedding dimension + categories), where a support is at most min(STATE_SUPPORT,
+    min(history, STATE_HISTORY) x neighbours per item) and content hits at most ``per_route``."""
 
     collaborative: SparseRow
     covisitation: SparseRow
@@ -122,10 +124,10 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
     failed: list[str] = []
     empty = SparseRow.empty(n_items)
     accumulate = components.accumulator.rows
-    collaborative = _isolated(failed, "collaborative", lambda: accumulate(
-        components.ease, history, np.ones(len(history), np.float32)), empty)
-    covisitation = _isolated(failed, "covisitation", lambda: accumulate(
-        components.covisitation, history, recency), empty)
+    collaborative = _isolated(failed, "collaborative", lambda: _strongest(accumulate(
+        components.ease, history, np.ones(len(history), np.float32)), STATE_SUPPORT), empty)
+    covisitation = _isolated(failed, "covisitation", lambda: _strongest(accumulate(
+        components.covisitation, history, recency), STATE_SUPPORT), empty)
     profile = _profile(components.embeddings, history, recency)
     content = _isolated(failed, "content", lambda: _strongest(accumulate(
         components.content_index.neighbours(), history, recency), per_route), empty)
@@ -156,14 +158,11 @@ def _profile(vectors: np.ndarray, history: np.ndarray, recency: np.ndarray) -> n
     return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
 
-NOTHING_BLOCKED = np.empty(0, np.int64)
-
-
 def _strongest(row: SparseRow, k: int) -> SparseRow:
     """The ``k`` best positive entries of ``row`` (ties to the lower item), still ascending by item."""
     if len(row.items) <= k:
         return row
-    kept = np.sort(kernels.best_positions(row.items, row.values, k, NOTHING_BLOCKED))
+    kept = kernels.strongest_positions(row.items, row.values, k)
     return SparseRow(row.items[kept], row.values[kept], row.catalog_size)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 RADIX_BITS = 11
+INSERTION_SORT_MAX = 64  # best-n lists longer than this are sorted by two stable argsorts
 
 
 @njit(cache=True, nogil=True)
@@ -96,28 +97,90 @@ def _contains(sorted_ids, value) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _ahead(items, scores, a, b) -> bool:
+    """Whether position ``a`` ranks before ``b``: a higher score, or an equal one and a lower item."""
+    return scores[a] > scores[b] or (scores[a] == scores[b] and items[a] < items[b])
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(heap, size, items, scores):
+    """Restores the heap whose root (``heap[0]``, the worst kept position) was replaced."""
+    parent = 0
+    while True:
+        worst = parent
+        for child in (2 * parent + 1, 2 * parent + 2):
+            if child < size and _ahead(items, scores, heap[worst], heap[child]):
+                worst = child
+        if worst == parent:
+            return
+        heap[parent], heap[worst] = heap[worst], heap[parent]
+        parent = worst
+
+
+@njit(cache=True, nogil=True)
 def best_positions(items, scores, n, blocked):
     """Positions of the ``n`` best positive-scored ``items`` not in ``blocked`` (sorted), best
-    first, ties broken by the lower item index."""
-    floor = -np.inf
-    if len(items) > n + len(blocked) > 0:
-        # the n best unblocked items are among the n + len(blocked) best, so only scores at or
-        # above that rank's (ties kept) need the blocked-items search
-        floor = -np.partition(-scores, n + len(blocked) - 1)[n + len(blocked) - 1]
-    keep = np.empty(len(items), np.int64)
-    m = 0
+    first, ties broken by the lower item index. One pass with a heap of the ``n`` best so far:
+    only an entry that would enter it is searched for in ``blocked``."""
+    if n <= 0:
+        return np.empty(0, np.int64)
+    heap = np.empty(n, np.int64)  # a heap whose root is the worst position kept
+    size = 0
     for i in range(len(items)):
-        if scores[i] > 0 and scores[i] >= floor and not _contains(blocked, items[i]):
-            keep[m] = i
+        if not scores[i] > 0:
+            continue
+        if size == n and not _ahead(items, scores, i, heap[0]):
+            continue
+        if _contains(blocked, items[i]):
+            continue
+        if size < n:
+            child = size
+            heap[size] = i
+            size += 1
+            while child > 0:  # sift up: a parent ranks after its children
+                parent = (child - 1) // 2
+                if not _ahead(items, scores, heap[parent], heap[child]):
+                    break
+                heap[parent], heap[child] = heap[child], heap[parent]
+                child = parent
+        else:
+            heap[0] = i
+            _sift_down(heap, size, items, scores)
+    kept = heap[:size].copy()
+    if size > INSERTION_SORT_MAX:
+        kept = kept[np.argsort(items[kept], kind="mergesort")]
+        return kept[np.argsort(-scores[kept], kind="mergesort")]
+    for k in range(1, size):  # insertion sort, best first
+        position = kept[k]
+        j = k - 1
+        while j >= 0 and _ahead(items, scores, position, kept[j]):
+            kept[j + 1] = kept[j]
+            j -= 1
+        kept[j + 1] = position
+    return kept
+
+
+@njit(cache=True, nogil=True)
+def strongest_positions(items, scores, k):
+    """Positions, ascending, of the ``k`` best positive scores (ties to the lower item) of a row
+    whose ``items`` are ascending: one selection, no sort of the whole row."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) <= k:
+        return positive
+    kth = -np.partition(-scores[positive], k - 1)[k - 1]
+    above = 0
+    for p in positive:
+        above += scores[p] > kth
+    ties = k - above  # entries equal to the k-th score to keep: the lowest items, which come first
+    kept = np.empty(k, np.int64)
+    m = 0
+    for p in positive:
+        if scores[p] > kth or (scores[p] == kth and ties > 0):
+            if scores[p] == kth:
+                ties -= 1
+            kept[m] = p
             m += 1
-    keep = keep[:m]
-    if m > n > 0:
-        negated = -scores[keep]
-        kth = np.partition(negated, n - 1)[n - 1]
-        keep = keep[negated <= kth]
-    keep = keep[np.argsort(items[keep], kind="mergesort")]
-    keep = keep[np.argsort(-scores[keep], kind="mergesort")]
-    return keep[:n]
+    return kept
 
 
 @njit(cache=True, nogil=True)

@@ -69,3 +69,14 @@ def test_weighted_row_sum_adds_row_after_row_in_float32():
         total = kernels.weighted_row_sum(vectors, rows, weights)
         assert np.array_equal(total, expected)
         assert np.allclose(total, (vectors[rows].astype(np.float64) * weights[:, None]).sum(axis=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_strongest_positions_keep_the_best_positive_scores_with_ties_to_the_lower_item(seed):
+    rng = np.random.default_rng(seed)
+    items = np.sort(rng.choice(1_000, 400, replace=False))
+    scores = rng.integers(-2, 8, len(items)).astype(np.float32)  # many ties and non-positive scores
+    for k in (1, 7, 50, 390, 400):
+        positions = kernels.strongest_positions(items, scores, k)
+        expected = np.sort(kernels.best_positions(items, scores, k, np.empty(0, np.int64)))
+        assert positions.tolist() == expected.tolist(), k

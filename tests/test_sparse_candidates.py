@@ -183,6 +183,24 @@ def test_user_state_size_does_not_grow_with_the_catalog():
     assert 0.5 < sizes["large"] / sizes["small"] < 2.0, sizes
 
 
+def test_a_state_keeps_the_strongest_entries_of_each_summed_list(components, monkeypatch):
+    from recsys_runtime import candidates
+
+    comp = components
+    users = np.argsort(-np.diff(comp.histories.indptr))[:10]  # the longest histories: the widest sums
+    full = {u: user_state(comp, comp.histories.row(u)[0], PER_ROUTE) for u in users}
+    monkeypatch.setattr(candidates, "STATE_SUPPORT", 30)
+    for user in users:
+        capped = user_state(comp, comp.histories.row(user)[0], PER_ROUTE)
+        for name in ("collaborative", "covisitation"):
+            whole, kept = getattr(full[user], name), getattr(capped, name)
+            assert len(whole.items) > 30 and len(kept.items) == 30
+            dense = whole.at(np.arange(len(comp.items)))
+            assert set(kept.items.tolist()) == _dense_top(dense, 30), (user, name)
+            assert np.array_equal(kept.values, dense[kept.items]) and np.all(np.diff(kept.items) > 0)
+        assert capped.nbytes <= 8 * (30 + 30 + PER_ROUTE) + 4 * (comp.embeddings.shape[1] + comp.categories.shape[1])
+
+
 def _long_tail(given, n):
     order = given.components.popular_order[::-1][: n + len(given.blocked)]
     return order, np.ones(len(order), np.float32)

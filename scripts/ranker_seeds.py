@@ -1,0 +1,85 @@
+"""`python -m scripts.ranker_seeds`: the served model's quality over several ranker seeds, for
+settings of the request path, on the data of the last `make demo`.
+
+A change to how a ranker feature is computed, even in its last bit, retrains a different ranker,
+and on the sample one seed's result moves by more than most such changes do. This fits the routes
+once on the pipeline's stored folds (``data/assets``: interactions_split, raw_items,
+item_embeddings; run `make demo` first), then for each setting and seed builds the validation
+candidates, trains the ranker as the pipeline does (next-item requests without a user included)
+and evaluates the served model on the serving fold (no baselines). Settings:
+``BENCH_STATE_SUPPORT`` lists values of ``candidates.STATE_SUPPORT`` (the entries a user state
+keeps of each summed neighbour list); ``BENCH_SEEDS`` the ranker seeds. Output:
+data/bench/ranker_seeds.json (or BENCH_OUTPUT), with each setting's mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys_runtime import candidates
+from recsys_runtime.compiled_ranker import serving_ranker
+from recsys_runtime.recommender import Recommender
+from recsys_service.settings import ServiceSettings
+from recsys_training.components_fit import fit_components
+from recsys_training.evaluation import evaluate
+from recsys_training.ranker import train_ranker, training_set
+from recsys_training.split import SERVING, VALIDATION, Split
+
+METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
+           "detail_next_ndcg@10": ("detail_next", "model", "ndcg@10"),
+           "similar_next_ndcg@10": ("detail_next", "similar", "ndcg@10")}
+
+
+def stored_folds(assets: Path) -> tuple[dict[str, Split], pd.DataFrame, pd.DataFrame]:
+    """The demo's folds, items and item embeddings, as its last run stored them."""
+    folds = {name: Split(pd.read_parquet(assets / "interactions_split" / f"{name}.train.parquet"),
+                         pd.read_parquet(assets / "interactions_split" / f"{name}.test.parquet"))
+             for name in (VALIDATION, SERVING)}
+    items = pd.read_parquet(assets / "raw_items" / "frame.parquet")
+    embeddings = pd.read_parquet(assets / "item_embeddings" / "frame.parquet").drop(columns="digest")
+    return folds, items, embeddings
+
+
+def main() -> int:
+    supports = [int(s) for s in os.environ.get("BENCH_STATE_SUPPORT", str(candidates.STATE_SUPPORT)).split(",")]
+    seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "0,1,2,3,4").split(",")]
+    output = Path(os.environ.get("BENCH_OUTPUT", "data/bench/ranker_seeds.json"))
+    folds, items, embeddings = stored_folds(ServiceSettings().data_dir / "assets")
+    validation = fit_components(folds[VALIDATION].train, items, embeddings)
+    serving = fit_components(folds[SERVING].train, items, embeddings)
+    report = {}
+    for support in supports:
+        candidates.STATE_SUPPORT = support
+        started = time.perf_counter()
+        data = training_set(validation, folds[VALIDATION].test, extra=("similar",))
+        runs = []
+        for seed in seeds:
+            booster, info = train_ranker(data, seed=seed)
+            recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir),
+                                      version=f"support-{support}-seed-{seed}")
+            summary = evaluate(recommender, folds[SERVING], with_baselines=False)
+            run = {"seed": seed, "rounds": info["rounds"]}
+            for name, (page, part, metric) in METRICS.items():
+                run[name] = round(summary[page][part][metric], 4)
+            print(support, json.dumps(run), flush=True)
+            runs.append(run)
+        report[str(support)] = {
+            "runs": runs, "seconds": round(time.perf_counter() - started, 1),
+            **{name: {"mean": round(float(np.mean([r[name] for r in runs])), 4),
+                      "sd": round(float(np.std([r[name] for r in runs], ddof=1)), 4) if len(runs) > 1 else 0.0}
+               for name in METRICS},
+        }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"seeds": seeds, "state_support": report}, indent=2))
+    print(json.dumps({k: {m: v[m] for m in METRICS} for k, v in report.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
