@@ -8,8 +8,10 @@ item_embeddings; run `make demo` first), then for each setting and seed builds t
 candidates, trains the ranker as the pipeline does (next-item requests without a user included)
 and evaluates the served model on the serving fold (no baselines). Settings:
 ``BENCH_STATE_SUPPORT`` lists values of ``candidates.STATE_SUPPORT`` (the entries a user state
-keeps of each summed neighbour list); ``BENCH_SEEDS`` the ranker seeds. Output:
-data/bench/ranker_seeds.json (or BENCH_OUTPUT), with each setting's mean and standard deviation.
+keeps of each summed neighbour list), ``BENCH_RANKER_PARAMS`` a JSON list of LightGBM parameter
+overrides (default ``[{}]``); every pair of the two is a setting. ``BENCH_SEEDS``: the ranker
+seeds. Output: data/bench/ranker_seeds.json (or BENCH_OUTPUT), with each setting's mean and
+standard deviation, and the trees each model has (the compiled ranker's cost grows with them).
 """
 
 from __future__ import annotations
@@ -53,31 +55,34 @@ def main() -> int:
     folds, items, embeddings = stored_folds(ServiceSettings().data_dir / "assets")
     validation = fit_components(folds[VALIDATION].train, items, embeddings)
     serving = fit_components(folds[SERVING].train, items, embeddings)
+    ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
     report = {}
     for support in supports:
         candidates.STATE_SUPPORT = support
-        started = time.perf_counter()
         data = training_set(validation, folds[VALIDATION].test, extra=("similar",))
-        runs = []
-        for seed in seeds:
-            booster, info = train_ranker(data, seed=seed)
-            recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir),
-                                      version=f"support-{support}-seed-{seed}")
-            summary = evaluate(recommender, folds[SERVING], with_baselines=False)
-            run = {"seed": seed, "rounds": info["rounds"]}
-            for name, (page, part, metric) in METRICS.items():
-                run[name] = round(summary[page][part][metric], 4)
-            print(support, json.dumps(run), flush=True)
-            runs.append(run)
-        report[str(support)] = {
-            "runs": runs, "seconds": round(time.perf_counter() - started, 1),
-            **{name: {"mean": round(float(np.mean([r[name] for r in runs])), 4),
-                      "sd": round(float(np.std([r[name] for r in runs], ddof=1)), 4) if len(runs) > 1 else 0.0}
-               for name in METRICS},
-        }
+        for params in ranker_params:
+            setting = f"state_support={support} params={json.dumps(params, sort_keys=True)}"
+            started = time.perf_counter()
+            runs = []
+            for seed in seeds:
+                booster, info = train_ranker(data, seed=seed, params=params)
+                recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir),
+                                          version=f"seed-{seed}")
+                summary = evaluate(recommender, folds[SERVING], with_baselines=False)
+                run = {"seed": seed, "trees": info["rounds"]}
+                for name, (page, part, metric) in METRICS.items():
+                    run[name] = round(summary[page][part][metric], 4)
+                print(setting, json.dumps(run), flush=True)
+                runs.append(run)
+            report[setting] = {
+                "runs": runs, "seconds": round(time.perf_counter() - started, 1),
+                **{name: {"mean": round(float(np.mean([r[name] for r in runs])), 4),
+                          "sd": round(float(np.std([r[name] for r in runs], ddof=1)), 4) if len(runs) > 1 else 0.0}
+                   for name in (*METRICS, "trees")},
+            }
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"seeds": seeds, "state_support": report}, indent=2))
-    print(json.dumps({k: {m: v[m] for m in METRICS} for k, v in report.items()}, indent=2))
+    output.write_text(json.dumps({"seeds": seeds, "settings": report}, indent=2))
+    print(json.dumps({k: {m: v[m] for m in (*METRICS, "trees")} for k, v in report.items()}, indent=2))
     return 0
 
 
