@@ -123,13 +123,6 @@ def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
     return offsets, lengths
 
 
-def best(items: np.ndarray, scores: np.ndarray, n: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best positive-scored ``items`` that are not ``blocked`` (sorted ids), best first,
-    ties broken by the lower item index: a function of the scores alone."""
-    positions = kernels.best_positions(items, scores, n, blocked)
-    return items[positions], scores[positions]
-
-
 def unique_sorted(values: np.ndarray) -> np.ndarray:
     """The distinct values, ascending (a sort: cheaper than ``np.unique`` on short arrays)."""
     ordered = np.sort(values)

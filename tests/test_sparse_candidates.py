@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from recsys_runtime.candidates import FEATURES, Requests, feature_names, generate, recency_weights, user_state
+from recsys_runtime.kernels import best_positions
 from recsys_runtime.recommender import Recommender
 from recsys_runtime.routes import ROUTES, Route
-from recsys_runtime.sparse import Accumulator, best
+from recsys_runtime.sparse import Accumulator
 from recsys_training import synthetic
 from recsys_training.components_fit import fit_components
 
@@ -161,7 +162,7 @@ def test_accumulated_rows_equal_a_dense_product(n_rows):
 def test_best_breaks_ties_by_the_lower_index_and_skips_blocked():
     items = np.array([5, 3, 9, 1, 7, 2])
     scores = np.array([1.0, 2.0, 1.0, 1.0, 0.0, 1.0], dtype=np.float32)
-    picked, _ = best(items, scores, 3, np.array([2]))
+    picked = items[best_positions(items, scores, 3, np.array([2]))]
     assert picked.tolist() == [3, 1, 5]  # 2 blocked, 7 scores zero, ties go to the lower index
 
 
