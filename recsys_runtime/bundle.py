@@ -154,7 +154,9 @@ def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: b
     if neighbours_file is not None and neighbours_file in manifest["files"]:
         neighbours = sp.load_npz(path / neighbours_file).tocsr()
     if graph_file in manifest["files"]:
-        graph = np.frombuffer((path / graph_file).read_bytes(), dtype=np.uint8)
+        def graph() -> np.ndarray:
+            return np.frombuffer((path / graph_file).read_bytes(), dtype=np.uint8)
+
         return ContentIndex(vectors, use_faiss=True, kind="hnsw", graph=graph, neighbours=neighbours)
     return ContentIndex(vectors, use_faiss=use_faiss, kind="exact", neighbours=neighbours)
 

@@ -10,6 +10,9 @@ is built, so a request sums its history's lists instead of searching.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,11 +37,13 @@ class ContentIndex:
 
     ``kind``: ``exact`` (faiss flat, or numpy without faiss) or ``hnsw`` (faiss HNSW, built with
     one thread so the same vectors always give the same graph); None picks ``hnsw`` above
-    ``approximate_above`` items when faiss is there. ``graph``: a serialised HNSW index, so a
-    loaded bundle does not build it again."""
+    ``approximate_above`` items when faiss is there. ``graph``: a serialised HNSW index, or a
+    function that reads one, so a loaded bundle does not build it again. With ``neighbours``
+    given, the faiss index (which holds a copy of the vectors) is built or read only when
+    something searches: serving reads the lists, so a loaded bundle never holds it."""
 
     def __init__(self, vectors: np.ndarray, use_faiss: bool | None = None, kind: str | None = None,
-                 approximate_above: int = APPROXIMATE_ABOVE, graph: np.ndarray | None = None,
+                 approximate_above: int = APPROXIMATE_ABOVE, graph: np.ndarray | Callable[[], np.ndarray] | None = None,
                  neighbours: sp.csr_matrix | None = None) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._neighbours = neighbours
@@ -49,16 +54,30 @@ class ContentIndex:
             raise RuntimeError("an HNSW content index needs faiss (faiss is not installed)")
         self.kind = kind
         self.backend = "faiss" if faiss_on else "numpy"
+        self._graph = graph
         self._index = None
-        if self.backend == "faiss":
-            import faiss
+        self._lock = threading.Lock()
+        if neighbours is None:
+            self._faiss_index()
 
-            if kind == "hnsw":
-                self._index = faiss.deserialize_index(graph) if graph is not None else self._build_hnsw()
-                self._index.hnsw.efSearch = HNSW_EF_SEARCH
-            else:
-                self._index = faiss.IndexFlatIP(self.vectors.shape[1])
-                self._index.add(self.vectors)
+    def _faiss_index(self):
+        """The faiss index, built (or read from the serialised graph) the first time it is needed;
+        None for the numpy backend."""
+        if self.backend != "faiss" or self._index is not None:
+            return self._index
+        with self._lock:
+            if self._index is None:
+                import faiss
+
+                if self.kind == "hnsw":
+                    graph = self._graph() if callable(self._graph) else self._graph
+                    index = faiss.deserialize_index(graph) if graph is not None else self._build_hnsw()
+                    index.hnsw.efSearch = HNSW_EF_SEARCH
+                else:
+                    index = faiss.IndexFlatIP(self.vectors.shape[1])
+                    index.add(self.vectors)
+                self._index = index
+        return self._index
 
     def _build_hnsw(self):
         import faiss
@@ -77,9 +96,11 @@ class ContentIndex:
         """The serialised HNSW index (None for an exact one)."""
         if self.kind != "hnsw":
             return None
+        if self._index is None and self._graph is not None:
+            return self._graph() if callable(self._graph) else self._graph
         import faiss
 
-        return faiss.serialize_index(self._index)
+        return faiss.serialize_index(self._faiss_index())
 
     def neighbours(self) -> sp.csr_matrix:
         """Each item's ``NEIGHBOURS_TOP_K`` nearest other items with a positive score (cosine), as
@@ -130,8 +151,9 @@ class ContentIndex:
         """(scores, indices) of the ``k`` nearest items of each query row; -1 pads missing ones."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, len(self.vectors))
-        if self._index is not None:
-            scores, idx = self._index.search(queries, k)
+        index = self._faiss_index()
+        if index is not None:
+            scores, idx = index.search(queries, k)
             return scores, idx
         sims = queries @ self.vectors.T
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k]

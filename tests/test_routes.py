@@ -132,6 +132,12 @@ def test_an_hnsw_index_round_trips_through_pickle_and_the_bundle(tmp_path):
     assert manifest["content_index"]["kind"] == "hnsw" and HNSW_FILE in manifest["files"]
     loaded = load_bundle(tmp_path / "v")
     assert loaded.components.content_index.kind == "hnsw" and loaded.recommend("u3", k=5).fallback is None
+    # serving reads the stored neighbour lists: the graph (a second copy of the vectors) stays on disk
+    served = loaded.components.content_index
+    assert served._index is None
+    stored = load_bundle(tmp_path / "v").components.content_index
+    assert np.array_equal(served.search(served.vectors[:5], 10)[1], stored.search(stored.vectors[:5], 10)[1])
+    assert served._index is not None and (served.graph() == stored.graph()).all()
 
 
 def test_one_moments_trending_list_equals_the_vectorised_lookup():
