@@ -196,21 +196,15 @@ class _OneRequest:
 def _candidates_of(components: Components, state: UserState, history: np.ndarray, anchor: int, as_of: int,
                    exclude: np.ndarray, keep_seen: bool, per_route: int, routes: tuple[Route, ...]) -> _OneRequest:
     failed = list(state.failed_routes)
-    anchor_collab = _isolated(failed, "collaborative", lambda: _anchor_row(components.ease, anchor),
-                              SparseRow.empty(len(components.items)))
-    anchor_covis = _isolated(failed, "covisitation", lambda: _anchor_row(components.covisitation, anchor),
-                             SparseRow.empty(len(components.items)))
-    anchor_content = _isolated(failed, "content", lambda: _anchor_row(components.content_index.neighbours(), anchor),
-                               SparseRow.empty(len(components.items)))
-    if "collaborative" in state.failed_routes:
-        anchor_collab = SparseRow.empty(len(components.items))
-    if "covisitation" in state.failed_routes:
-        anchor_covis = SparseRow.empty(len(components.items))
-    if "content" in state.failed_routes:
-        anchor_content = SparseRow.empty(len(components.items))
+    empty = SparseRow.empty(len(components.items))
+    anchor_rows = {}  # the anchor's own neighbour list per route; empty where the route failed
+    for route, matrix in (("collaborative", lambda: components.ease), ("covisitation", lambda: components.covisitation),
+                          ("content", lambda: components.content_index.neighbours())):
+        row = _isolated(failed, route, lambda matrix=matrix: _anchor_row(matrix(), anchor), empty)
+        anchor_rows[route] = empty if route in state.failed_routes else row
     blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
     blocked = unique_sorted(blocked)
-    given = RouteInput(components, state, anchor, anchor_covis, anchor_content, as_of, blocked)
+    given = RouteInput(components, state, anchor, anchor_rows["covisitation"], anchor_rows["content"], as_of, blocked)
     sizes = [route.size(per_route) for route in routes]
     items, bits = components.accumulator.pick([route.propose(given, n) for route, n in zip(routes, sizes, strict=True)],
                                               sizes, blocked)
@@ -220,8 +214,8 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
         "collaborative_rel": _relative(collaborative, state.collaborative),
         "covisitation_score": covisitation,
         "covisitation_rel": _relative(covisitation, state.covisitation),
-        "anchor_collaborative": anchor_collab.at(items),
-        "anchor_covisitation": anchor_covis.at(items),
+        "anchor_collaborative": anchor_rows["collaborative"].at(items),
+        "anchor_covisitation": anchor_rows["covisitation"].at(items),
     }
     return _OneRequest(items, bits, columns, tuple(dict.fromkeys(failed)))
 
