@@ -120,6 +120,18 @@ def ranker_max_users() -> int:
     return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "5000"))
 
 
+def sequential_route() -> bool:
+    """RECSYS_SEQUENTIAL: train the sequential route (SASRec) and serve it; 0 leaves it out of the
+    model (default 0)."""
+    return os.environ.get("RECSYS_SEQUENTIAL", "0") != "0"
+
+
+def sequential_epochs() -> int:
+    """RECSYS_SEQUENTIAL_EPOCHS: passes of SASRec's training over the windows of the histories
+    (default 40)."""
+    return int(os.environ.get("RECSYS_SEQUENTIAL_EPOCHS", "40"))
+
+
 def raw_max_lag_hours() -> float:
     """RECSYS_RAW_MAX_LAG_HOURS: raw tables older than this are shown stale (default 24)."""
     return float(os.environ.get("RECSYS_RAW_MAX_LAG_HOURS", "24"))

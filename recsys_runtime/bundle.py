@@ -19,6 +19,7 @@ from recsys_runtime.components import Components, Histories, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
 from recsys_runtime.routes import route_names, route_table, routes_for
+from recsys_runtime.sequential import SequentialModel
 from recsys_runtime.similar_table import SimilarTable
 
 MANIFEST = "manifest.json"
@@ -30,6 +31,7 @@ HNSW_FILE = "content_hnsw.faiss"
 CONTENT_NEIGHBOURS_FILE = "content_neighbours.npz"
 IMAGE_FILE = "image_vectors.npy"
 IMAGE_HNSW_FILE = "image_hnsw.faiss"
+SEQUENTIAL_FILE = "sequential.npz"
 
 
 class BundleError(RuntimeError):
@@ -83,6 +85,8 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         image_graph = components.image_index.graph()
         if image_graph is not None:
             (staging / IMAGE_HNSW_FILE).write_bytes(image_graph.tobytes())
+    if components.sequential is not None:
+        np.savez(staging / SEQUENTIAL_FILE, **components.sequential.arrays())
     if catalog is not None:
         served = catalog[catalog["item_id"].astype(str).isin(set(map(str, components.items)))]
         columns = [c for c in ("item_id", "title", "categories") if c in served]
@@ -97,6 +101,7 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         "routes": list(route_names(routes)),
         "content_index": components.content_index.describe(),
         "image_index": components.image_index.describe() if components.image_index is not None else None,
+        "sequential": components.sequential.params if components.sequential is not None else None,
         "items": int(len(components.items)),
         "users": int(len(histories.users)),
         "trained_until": int(histories.timestamps.max(initial=0)),
@@ -121,7 +126,8 @@ def verify_bundle(path: Path) -> dict:
     manifest = read_manifest(path)
     if manifest.get("format") != FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format {manifest.get('format')} is not {FORMAT_VERSION}")
-    routes = route_table(IMAGE_FILE in manifest["files"])  # the table the bundle was built with
+    # the table the bundle was built with
+    routes = route_table(IMAGE_FILE in manifest["files"], SEQUENTIAL_FILE in manifest["files"])
     if list(manifest.get("routes", route_names(routes))) != list(route_names(routes)):
         raise BundleError(f"{path}: bundle routes {manifest.get('routes')} differ from this code's "
                           f"{list(route_names(routes))}")
@@ -161,6 +167,13 @@ def _content_index(path: Path, manifest: dict, vectors: np.ndarray, use_faiss: b
     return ContentIndex(vectors, use_faiss=use_faiss, kind="exact", neighbours=neighbours)
 
 
+def _sequential(path: Path, manifest: dict) -> SequentialModel | None:
+    if SEQUENTIAL_FILE not in manifest["files"]:
+        return None
+    with np.load(path / SEQUENTIAL_FILE, allow_pickle=False) as arrays:
+        return SequentialModel.from_arrays({k: arrays[k] for k in arrays.files}, manifest.get("sequential") or {})
+
+
 def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | None = None) -> Recommender:
     """A ready recommender from a verified bundle directory. ``ranker_cache``: rank with the forest
     compiled to machine code, kept in this directory (None: LightGBM's own predict)."""
@@ -186,6 +199,7 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
         category_names=a.get("category_names", np.empty(0, dtype=str)),
         image_index=(_content_index(path, manifest, np.load(path / IMAGE_FILE), use_faiss, IMAGE_HNSW_FILE)
                      if IMAGE_FILE in manifest["files"] else None),
+        sequential=_sequential(path, manifest),
     )
     components.content_index.neighbours()  # a bundle from before the lists were stored searches them now
     ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), ranker_cache)

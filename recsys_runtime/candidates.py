@@ -82,7 +82,8 @@ class UserState:
     so a service can keep it per user. Its size is bounded whatever the history and the catalog:
     8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
     (embedding dimension + categories), where a support is at most min(STATE_SUPPORT,
-    min(history, STATE_HISTORY) x neighbours per item) and content hits at most ``per_route``."""
+    min(history, STATE_HISTORY) x neighbours per item) and content hits at most ``per_route``,
+    plus 4 bytes x the sequential model's dimension when there is one."""
 
     collaborative: SparseRow
     covisitation: SparseRow
@@ -92,12 +93,14 @@ class UserState:
     failed_routes: tuple = ()
     image: SparseRow | None = None  # with image vectors: the image profile's nearest items
     image_profile: np.ndarray | None = None
+    sequence: np.ndarray | None = None  # with a sequential model: the history's vector
 
     @property
     def nbytes(self) -> int:
         image = (self.image.nbytes + self.image_profile.nbytes) if self.image is not None else 0
+        sequence = self.sequence.nbytes if self.sequence is not None else 0
         return (self.collaborative.nbytes + self.covisitation.nbytes + self.content.nbytes
-                + self.profile.nbytes + self.user_categories.nbytes + image)
+                + self.profile.nbytes + self.user_categories.nbytes + image + sequence)
 
 
 def _isolated(failed: list, route: str, compute, empty):
@@ -137,6 +140,9 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         image = _isolated(failed, "image", lambda: _nearest(components.image_index, image_profile, per_route, n_items),
                           empty)
         image_profile = image_profile[0].astype(np.float32)
+    sequence = None
+    if components.sequential is not None:
+        sequence = _isolated(failed, "sequential", lambda: components.sequential.encode([history])[0], None)
     categories = components.categories
     offsets, _ = row_entries(categories, history)
     counts = np.bincount(categories.indices[offsets], minlength=categories.shape[1]).astype(np.float32)
@@ -149,6 +155,7 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         failed_routes=tuple(failed),
         image=image,
         image_profile=image_profile,
+        sequence=sequence,
     )
 
 
@@ -193,8 +200,30 @@ class _OneRequest:
     failed: tuple
 
 
+def sequence_vectors(components: Components, requests: Requests, states: list[UserState]) -> np.ndarray | None:
+    """Each request's sequential vector (None without a sequential model): its state's, or, when
+    the anchor is not the history's last item, that of the history followed by the anchor (the
+    page the user is on is their latest item), encoded in one batch."""
+    model = components.sequential
+    if model is None:
+        return None
+    vectors = np.zeros((len(states), model.dimension), np.float32)
+    appended, rows = [], []
+    for row, state in enumerate(states):
+        history, anchor = requests.histories[row], int(requests.anchors[row])
+        if anchor >= 0 and (len(history) == 0 or int(history[-1]) != anchor):
+            appended.append(np.append(np.asarray(history, dtype=np.int64)[-model.max_length:], anchor))
+            rows.append(row)
+        elif state.sequence is not None:
+            vectors[row] = state.sequence
+    if appended:
+        vectors[rows] = model.encode(appended)
+    return vectors
+
+
 def _candidates_of(components: Components, state: UserState, history: np.ndarray, anchor: int, as_of: int,
-                   exclude: np.ndarray, keep_seen: bool, per_route: int, routes: tuple[Route, ...]) -> _OneRequest:
+                   exclude: np.ndarray, keep_seen: bool, per_route: int, routes: tuple[Route, ...],
+                   sequence: np.ndarray | None = None) -> _OneRequest:
     failed = list(state.failed_routes)
     empty = SparseRow.empty(len(components.items))
     anchor_rows = {}  # the anchor's own neighbour list per route; empty where the route failed
@@ -204,7 +233,8 @@ def _candidates_of(components: Components, state: UserState, history: np.ndarray
         anchor_rows[route] = empty if route in state.failed_routes else row
     blocked = np.asarray(exclude, dtype=np.int64) if keep_seen else np.concatenate([history, exclude]).astype(np.int64)
     blocked = unique_sorted(blocked)
-    given = RouteInput(components, state, anchor, anchor_rows["covisitation"], anchor_rows["content"], as_of, blocked)
+    given = RouteInput(components, state, anchor, anchor_rows["covisitation"], anchor_rows["content"], as_of, blocked,
+                       sequence)
     sizes = [route.size(per_route) for route in routes]
     items, bits = components.accumulator.pick([route.propose(given, n) for route, n in zip(routes, sizes, strict=True)],
                                               sizes, blocked)
@@ -226,18 +256,19 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
     ``states``: per request, its history's ``UserState`` when the caller already has it.
     ``routes``: default ``routes_for(components)``."""
     routes = routes_for(components) if routes is None else routes
+    given = states if states is not None else [None] * len(requests.histories)
+    states = [state if state is not None else user_state(components, history, per_route)
+              for state, history in zip(given, requests.histories, strict=True)]
+    sequences = sequence_vectors(components, requests, states)
     parts = []
-    profiles, categories, image_profiles = [], [], []
-    for row, history in enumerate(requests.histories):
-        state = states[row] if states is not None and states[row] is not None else None
-        if state is None:
-            state = user_state(components, history, per_route)
+    for row, (history, state) in enumerate(zip(requests.histories, states, strict=True)):
         keep_seen = bool(requests.keep_seen[row]) if requests.keep_seen is not None else False
         parts.append(_candidates_of(components, state, np.asarray(history, dtype=np.int64), int(requests.anchors[row]),
-                                    int(requests.as_of[row]), requests.exclude[row], keep_seen, per_route, routes))
-        profiles.append(state.profile)
-        categories.append(state.user_categories)
-        image_profiles.append(state.image_profile)
+                                    int(requests.as_of[row]), requests.exclude[row], keep_seen, per_route, routes,
+                                    sequences[row] if sequences is not None else None))
+    profiles = [state.profile for state in states]
+    categories = [state.user_categories for state in states]
+    image_profiles = [state.image_profile for state in states]
     counts = [len(p.items) for p in parts]
     rows = np.repeat(np.arange(len(parts)), counts)
     items = np.concatenate([p.items for p in parts]) if parts else np.empty(0, np.int64)
@@ -249,7 +280,8 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
         components, requests, rows, items, bits, columns,
         np.stack(profiles) if profiles else np.empty((0, dim), np.float32),
         np.stack(categories) if categories else np.empty((0, components.categories.shape[1]), np.float32),
-        routes, np.stack(image_profiles) if components.image_index is not None and image_profiles else None)
+        routes, np.stack(image_profiles) if components.image_index is not None and image_profiles else None,
+        sequences)
     failed = tuple(dict.fromkeys(r for p in parts for r in p.failed))
     return Candidates(rows=rows, items=items, features=features, routes=bits, failed_routes=failed, route_table=routes)
 
@@ -257,11 +289,12 @@ def generate(components: Components, requests: Requests, per_route: int = 100,
 def candidate_features(components: Components, requests: Requests, rows: np.ndarray, cols: np.ndarray,
                        bits: np.ndarray, columns: dict[str, np.ndarray], profiles: np.ndarray,
                        user_categories: np.ndarray, routes: tuple[Route, ...] = ROUTES,
-                       image_profiles: np.ndarray | None = None) -> np.ndarray:
+                       image_profiles: np.ndarray | None = None, sequences: np.ndarray | None = None) -> np.ndarray:
     """The ranker's feature matrix of candidates ``(rows, cols)``; ``columns``: the features a
-    request's own state gave; ``profiles`` / ``user_categories`` / ``image_profiles``: one row
-    per request. The item and user-item features come from one compiled pass over the candidates
-    (``kernels.item_features``), which reads vectors in place instead of gathering them."""
+    request's own state gave; ``profiles`` / ``user_categories`` / ``image_profiles`` /
+    ``sequences`` (``sequence_vectors``): one row per request. The item and user-item features
+    come from one compiled pass over the candidates (``kernels.item_features``), which reads
+    vectors in place instead of gathering them."""
     names = feature_names(routes)
     position = {name: j for j, name in enumerate(names)}
     features = np.empty((len(rows), len(names)), dtype=np.float32)
@@ -282,7 +315,27 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
         np.ascontiguousarray(user_categories, np.float32), components.category_counts, float(DAY))
     if image_profiles is not None:
         _image_features(components, anchors, rows, cols, image_profiles, features, position)
+    if sequences is not None and "sequential_score" in position:
+        _sequential_features(components, rows, cols, sequences, features, position)
     return features
+
+
+def _sequential_features(components: Components, rows: np.ndarray, cols: np.ndarray, sequences: np.ndarray,
+                         features: np.ndarray, position: dict[str, int]) -> None:
+    """The sequential model's score of each candidate and its rank among its request's candidates
+    (0 = best; ties to the lower item)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    embeddings = components.sequential.item_embeddings
+    scores = np.empty(len(rows), np.float32)
+    for start in range(0, len(rows), IMAGE_BLOCK_ROWS):
+        block = slice(start, start + IMAGE_BLOCK_ROWS)
+        scores[block] = np.einsum("ij,ij->i", sequences[rows[block]], embeddings[np.asarray(cols[block]) + 1])
+    order = np.lexsort((cols, -scores, rows))
+    starts = np.searchsorted(rows[order], rows[order], side="left")
+    rank = np.empty(len(rows), np.float32)
+    rank[order] = np.arange(len(rows)) - starts
+    features[:, position["sequential_score"]] = scores
+    features[:, position["sequential_rank"]] = rank
 
 
 IMAGE_BLOCK_ROWS = 32_768  # candidates per block of gathered image vectors (~50 MB at 384 dims)

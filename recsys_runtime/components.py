@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.ids import index_of
+from recsys_runtime.sequential import SequentialModel
 from recsys_runtime.sparse import Accumulator
 
 
@@ -94,6 +95,7 @@ class Components:
     histories: Histories
     category_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
     image_index: ContentIndex | None = None  # item image vectors (CLIP), when the catalog has images
+    sequential: SequentialModel | None = None  # SASRec over ordered histories, when it was trained
 
     @cached_property
     def category_counts(self) -> np.ndarray:

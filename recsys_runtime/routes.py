@@ -30,6 +30,7 @@ class RouteInput:
     anchor_content: SparseRow
     as_of: int
     blocked: np.ndarray
+    sequence: np.ndarray | None = None  # the sequential model's vector of the history (and anchor)
 
 
 Proposal = tuple[np.ndarray, np.ndarray]
@@ -74,6 +75,20 @@ def _image(given: RouteInput, n: int) -> Proposal:
     return row.plus(SparseRow(items[order].astype(np.int32), values[order], row.catalog_size))
 
 
+SEQUENTIAL_SEARCH_SPARE = 2  # the sequential search asks for up to n x this many more items than n
+
+
+def _sequential(given: RouteInput, n: int) -> Proposal:
+    """The items the sequential model scores highest after the history (and the anchor), ranked
+    by position: its dot-product scores can be negative, and the route's pick keeps positive ones.
+    The search asks for room for the blocked items, up to ``SEQUENTIAL_SEARCH_SPARE`` x n."""
+    if given.sequence is None or not given.sequence.any():
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    k = n + min(len(given.blocked), SEQUENTIAL_SEARCH_SPARE * n)
+    items, _ = given.components.sequential.nearest(given.sequence, k)
+    return items, np.arange(len(items), 0, -1).astype(np.float32)
+
+
 def _trending(given: RouteInput, n: int) -> Proposal:
     listed = given.components.timeline.trending_list(given.as_of)
     positions = np.flatnonzero(listed >= 0)
@@ -96,16 +111,19 @@ ROUTES: tuple[Route, ...] = (
 
 
 IMAGE_ROUTE = Route("image", 2, "image_score", _image, features=("image_score", "anchor_image"))
+SEQUENTIAL_ROUTE = Route("sequential", 2, "sequential_score", _sequential,
+                         features=("sequential_score", "sequential_rank"))
 
 
-def route_table(with_images: bool) -> tuple[Route, ...]:
-    """The routes every catalog has, then the image route when there are image vectors."""
-    return ROUTES + ((IMAGE_ROUTE,) if with_images else ())
+def route_table(with_images: bool, with_sequential: bool = False) -> tuple[Route, ...]:
+    """The routes every catalog has, then the image route when there are image vectors, then the
+    sequential route when a sequential model was trained."""
+    return ROUTES + ((IMAGE_ROUTE,) if with_images else ()) + ((SEQUENTIAL_ROUTE,) if with_sequential else ())
 
 
 def routes_for(components: Components) -> tuple[Route, ...]:
     """The route table of these components."""
-    return route_table(components.image_index is not None)
+    return route_table(components.image_index is not None, components.sequential is not None)
 
 
 def route_names(routes: tuple[Route, ...] = ROUTES) -> tuple[str, ...]:

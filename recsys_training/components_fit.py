@@ -8,11 +8,13 @@ import scipy.sparse as sp
 
 from recsys_runtime.components import Components, Histories
 from recsys_runtime.content_index import ContentIndex
+from recsys_runtime.sequential import SequentialModel
 from recsys_training.collaborative import ease_recall_matrix, item_cosine_matrix
 from recsys_training.covisitation import covisitation_matrix
 from recsys_training.matrix import InteractionMatrix
 from recsys_training.popularity import item_timeline
 from recsys_training.schema import canonical_order
+from recsys_training.sequential import train_sequential
 
 MAX_CATEGORIES = 128
 
@@ -87,6 +89,12 @@ def fit_covisitation(train: pd.DataFrame, item_ids: np.ndarray, params: dict | N
                                top_k=params.get("covis_top_k", 100))
 
 
+def fit_sequential(train: pd.DataFrame, item_ids: np.ndarray, params: dict | None = None) -> SequentialModel:
+    """The sequential route's SASRec on the fold's ordered histories (``SEQUENTIAL_DEFAULTS``
+    overridden by ``params``)."""
+    return train_sequential(histories(train, item_ids), len(item_ids), params)
+
+
 def embedding_matrix(embeddings: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     """Rows of ``embeddings`` (indexed by item_id) in ``item_ids`` order; zeros for unknown ids."""
     return embeddings.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
@@ -101,9 +109,10 @@ def assemble_components(
     content_index: ContentIndex,
     timeline,
     image_vectors: pd.DataFrame | None = None,
+    sequential: SequentialModel | None = None,
 ) -> Components:
     """The fold's components; ``image_vectors`` (indexed by item_id): the image route's vectors,
-    none or empty for no image route."""
+    none or empty for no image route; ``sequential``: the sequential route's model, if any."""
     value = np.zeros(len(item_ids), np.float32)
     if "value" in train:
         means = train.groupby(train["item_id"].astype(str))["value"].mean()
@@ -121,6 +130,7 @@ def assemble_components(
         category_names=np.array(names, dtype=str),
         image_index=(ContentIndex(embedding_matrix(image_vectors, item_ids))
                      if image_vectors is not None and len(image_vectors) else None),
+        sequential=sequential,
     )
 
 
@@ -130,9 +140,11 @@ def fit_components(
     embeddings: pd.DataFrame,
     params: dict | None = None,
     image_vectors: pd.DataFrame | None = None,
+    sequential_params: dict | None = None,
 ) -> Components:
     """All recall components on ``train`` in one call; ``embeddings`` (and ``image_vectors``, for
-    the image route) are indexed by item_id."""
+    the image route) are indexed by item_id; ``sequential_params`` (None: no sequential route)
+    trains the sequential route's model with those settings."""
     item_ids = fold_items(train)
     return assemble_components(
         train, items, item_ids,
@@ -141,4 +153,5 @@ def fit_components(
         ContentIndex(embedding_matrix(embeddings, item_ids)),
         item_timeline(train, item_ids),
         image_vectors,
+        fit_sequential(train, item_ids, sequential_params) if sequential_params is not None else None,
     )

@@ -12,6 +12,8 @@ keeps of each summed neighbour list), ``BENCH_RANKER_PARAMS`` a JSON list of Lig
 overrides (default ``[{}]``); every pair of the two is a setting. ``BENCH_SEEDS``: the ranker
 seeds. Output: data/bench/ranker_seeds.json (or BENCH_OUTPUT), with each setting's mean and
 standard deviation, and the trees each model has (the compiled ranker's cost grows with them).
+``BENCH_SEQUENTIAL``: a JSON object of the sequential route's settings (``SEQUENTIAL_DEFAULTS``
+overrides) to fit it with the other routes; unset, the routes are fitted without it.
 """
 
 from __future__ import annotations
@@ -53,15 +55,17 @@ def main() -> int:
     seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "0,1,2,3,4").split(",")]
     output = Path(os.environ.get("BENCH_OUTPUT", "data/bench/ranker_seeds.json"))
     folds, items, embeddings = stored_folds(ServiceSettings().data_dir / "assets")
-    validation = fit_components(folds[VALIDATION].train, items, embeddings)
-    serving = fit_components(folds[SERVING].train, items, embeddings)
+    sequential = json.loads(os.environ["BENCH_SEQUENTIAL"]) if os.environ.get("BENCH_SEQUENTIAL") else None
+    validation = fit_components(folds[VALIDATION].train, items, embeddings, sequential_params=sequential)
+    serving = fit_components(folds[SERVING].train, items, embeddings, sequential_params=sequential)
     ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
     report = {}
     for support in supports:
         candidates.STATE_SUPPORT = support
         data = training_set(validation, folds[VALIDATION].test, extra=("similar",))
         for params in ranker_params:
-            setting = f"state_support={support} params={json.dumps(params, sort_keys=True)}"
+            setting = (f"state_support={support} params={json.dumps(params, sort_keys=True)}"
+                       f" sequential={json.dumps(sequential, sort_keys=True)}")
             started = time.perf_counter()
             runs = []
             for seed in seeds:

@@ -10,6 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # the test data sets evaluate a few hundred users at most; tests of the minimum itself set it back
 os.environ.setdefault("RECSYS_MIN_EVAL_USERS", "50")
+# the pipelines in tests train the sequential route for two epochs: its path runs, its quality is
+# tested in test_sequential.py
+os.environ.setdefault("RECSYS_SEQUENTIAL_EPOCHS", "2")
 if "RECSYS_RANKER_CACHE" not in os.environ:  # compiled rankers of test models stay out of ~/.cache
     os.environ["RECSYS_RANKER_CACHE"] = tempfile.mkdtemp(prefix="recsys-test-rankers-")
     atexit.register(shutil.rmtree, os.environ["RECSYS_RANKER_CACHE"], True)

@@ -16,7 +16,7 @@ from tests.pipeline_helpers import materialize, metadata
 
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
           "collaborative_index", "covisitation_index", "item_embeddings", "item_image_vectors", "content_index",
-          "popular_items",
+          "popular_items", "sequential_model",
           "recall_candidates", "ranking_model", "model_bundle", "evaluation_summary", "data_quality_report",
           "challenger", "champion", "online_user_features", "drift_report", "exposure_metrics", "metrics_reconciliation"]
 

@@ -17,6 +17,7 @@ from recsys_runtime.compiled_ranker import serving_ranker
 from recsys_runtime.components import Components, ItemTimeline
 from recsys_runtime.content_index import ContentIndex
 from recsys_runtime.recommender import Recommender
+from recsys_runtime.sequential import SequentialModel
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
@@ -26,10 +27,11 @@ from recsys_training.split import SERVING, VALIDATION, Split
 
 def _components(fold: str, split: dict[str, Split], raw_items: pd.DataFrame, collaborative_index: dict,
                 covisitation_index: dict, content_index: dict, popular_items: dict,
-                images: ImageVectors) -> Components:
+                images: ImageVectors, sequential: dict) -> Components:
     train = split[fold].train
     return assemble_components(train, raw_items, fold_items(train), collaborative_index[fold],
-                               covisitation_index[fold], content_index[fold], popular_items[fold], images.vectors)
+                               covisitation_index[fold], content_index[fold], popular_items[fold], images.vectors,
+                               sequential[fold])
 
 
 class TrainingRequestsConfig(dg.Config):
@@ -55,12 +57,13 @@ def recall_candidates(
     content_index: dict[str, ContentIndex],
     popular_items: dict[str, ItemTimeline],
     item_image_vectors: ImageVectors,
+    sequential_model: dict[str, SequentialModel | None],
 ) -> TrainingSet:
     """Candidates of every route for the validation users, each with its route scores and
     features, labelled 1 when the user consumed it in the validation cut."""
     started = time.perf_counter()
     components = _components(VALIDATION, interactions_split, raw_items, collaborative_index,
-                             covisitation_index, content_index, popular_items, item_image_vectors)
+                             covisitation_index, content_index, popular_items, item_image_vectors, sequential_model)
     data = training_set(components, interactions_split[VALIDATION].test, extra=tuple(config.extra),
                         max_users=config.max_users or None, seed=settings.seed())
     rows = []
@@ -124,12 +127,13 @@ def model_bundle(
     content_index: dict[str, ContentIndex],
     popular_items: dict[str, ItemTimeline],
     item_image_vectors: ImageVectors,
+    sequential_model: dict[str, SequentialModel | None],
     ranking_model: dict,
 ) -> str:
     """Serving-fold routes plus the ranker in ``models/bundles/<version>`` with a checksummed
     manifest; returns the bundle directory."""
     components = _components(SERVING, interactions_split, raw_items, collaborative_index,
-                             covisitation_index, content_index, popular_items, item_image_vectors)
+                             covisitation_index, content_index, popular_items, item_image_vectors, sequential_model)
     booster = lgb.Booster(model_str=ranking_model["model"])
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version

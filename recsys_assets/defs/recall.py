@@ -12,10 +12,18 @@ from recsys_assets import settings
 from recsys_assets.defs.resources import StorageResource
 from recsys_runtime.components import ItemTimeline
 from recsys_runtime.content_index import ContentIndex
-from recsys_training.components_fit import embedding_matrix, fit_collaborative, fit_covisitation, fold_items
+from recsys_runtime.sequential import SequentialModel
+from recsys_training.components_fit import (
+    embedding_matrix,
+    fit_collaborative,
+    fit_covisitation,
+    fit_sequential,
+    fold_items,
+)
 from recsys_training.content import embed_items_incrementally
 from recsys_training.images import ImageVectors, embed_item_images
 from recsys_training.popularity import item_timeline, popular_table
+from recsys_training.sequential import SEQUENTIAL_DEFAULTS
 from recsys_training.split import SERVING, Split
 
 
@@ -130,3 +138,40 @@ def popular_items(context: dg.AssetExecutionContext, interactions_split: dict[st
     context.add_output_metadata({"dagster/row_count": int(len(timelines[SERVING].counts)),
                                  "top_items": dg.MetadataValue.md(table.to_markdown(index=False))})
     return timelines
+
+
+class SequentialConfig(dg.Config):
+    """The sequential route: SASRec over each user's ordered history, trained per fold
+    (``recsys_training.sequential``). ``enabled`` false (RECSYS_SEQUENTIAL=0) leaves the route and
+    its features out of the model; the rest override ``SEQUENTIAL_DEFAULTS``. Large logs are
+    sampled down to ``max_sequences`` training windows and train for at most ``max_steps``
+    optimiser steps, so the training's cost is bounded whatever the log's size."""
+
+    enabled: bool = settings.sequential_route()
+    epochs: int = settings.sequential_epochs()
+    dimension: int = SEQUENTIAL_DEFAULTS["dimension"]
+    max_length: int = SEQUENTIAL_DEFAULTS["max_length"]
+    learning_rate: float = SEQUENTIAL_DEFAULTS["learning_rate"]
+    negatives: int = SEQUENTIAL_DEFAULTS["negatives"]
+    max_sequences: int = SEQUENTIAL_DEFAULTS["max_sequences"]
+    max_steps: int = SEQUENTIAL_DEFAULTS["max_steps"]
+
+
+@dg.asset(group_name="recall", kinds={"pytorch"})
+def sequential_model(context: dg.AssetExecutionContext, config: SequentialConfig,
+                     interactions_split: dict[str, Split]) -> dict[str, SequentialModel | None]:
+    """SASRec over each fold's ordered histories: the sequential route's model and its ranker
+    features (None per fold when the route is off)."""
+    if not config.enabled:
+        context.add_output_metadata({"sequential_route": "off (RECSYS_SEQUENTIAL=0)"})
+        return {name: None for name in interactions_split}
+    params = {**config.model_dump(exclude={"enabled"}), "seed": settings.seed()}
+    models, seconds = _per_fold(interactions_split, lambda train, ids: fit_sequential(train, ids, params))
+    trained = models[SERVING].params
+    context.add_output_metadata({
+        "sequential_route": "on", "dagster/row_count": int(len(models[SERVING].item_embeddings) - 1),
+        "windows": trained["windows"], "steps": trained["steps"], "loss": trained["loss"],
+        "final_train_loss": trained["final_train_loss"],
+        "params": dg.MetadataValue.json(params), "seconds_per_fold": seconds,
+    })
+    return models
