@@ -122,8 +122,8 @@ def ranker_max_users() -> int:
 
 def sequential_route() -> bool:
     """RECSYS_SEQUENTIAL: train the sequential route (SASRec) and serve it; 0 leaves it out of the
-    model (default 0)."""
-    return os.environ.get("RECSYS_SEQUENTIAL", "0") != "0"
+    model (default 1)."""
+    return os.environ.get("RECSYS_SEQUENTIAL", "1") != "0"
 
 
 def sequential_epochs() -> int:

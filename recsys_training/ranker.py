@@ -131,12 +131,19 @@ def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.nd
     return data.candidates.features[keep][order], data.labels[keep][order], groups[groups > 0]
 
 
-def ranking_auc(booster, data: TrainingSet) -> float:
+def ranking_auc(booster, data: TrainingSet) -> float | None:
     """AUC of a booster's scores on the candidates of users with at least one positive: how a
-    model trained elsewhere (the champion) ranks this training set's labels."""
+    model trained elsewhere (the champion) ranks this training set's labels. The booster reads its
+    own features by name, so a champion with fewer routes is scored on its columns; None when it
+    needs a feature this set does not have (a route the challenger lacks)."""
+    names = list(feature_names(data.candidates.route_table))
+    wanted = list(booster.feature_name())
+    if not set(wanted) <= set(names):
+        return None
+    columns = [names.index(name) for name in wanted]
     positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
-    rows = positives[data.candidates.rows] > 0
-    return float(roc_auc_score(data.labels[rows], booster.predict(data.candidates.features[rows])))
+    rows = np.flatnonzero(positives[data.candidates.rows] > 0)
+    return float(roc_auc_score(data.labels[rows], booster.predict(data.candidates.features[np.ix_(rows, columns)])))
 
 
 def _fit_in_process(config: dict, x: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str],

@@ -23,7 +23,8 @@ from recsys_service.settings import ServiceSettings
 
 REQUESTS = 1_000
 PHASES = ((recommender, "user_state"), (recommender, "generate"), (recommender, "top_per_row"),
-          (candidates, "_candidates_of"), (candidates, "candidate_features"), (candidates, "_profile"))
+          (candidates, "_candidates_of"), (candidates, "candidate_features"), (candidates, "_profile"),
+          (candidates, "sequence_vectors"), (candidates, "_sequential_features"))
 METHODS = ("_requests", "score", "_lists")
 
 

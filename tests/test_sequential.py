@@ -152,3 +152,23 @@ def test_a_bundle_keeps_the_sequential_route(components, split, tmp_path):
     direct = Recommender(components=components, ranker=booster, version="v1").recommend(user, k=10)
     assert [i for i in loaded.recommend(user, k=10).items] == [i for i in direct.items]
 
+
+
+def test_a_champion_without_the_route_is_scored_on_its_own_columns(components, split):
+    import dataclasses
+
+    from sklearn.metrics import roc_auc_score
+
+    from recsys_training.ranker import ranking_auc, train_ranker, training_set
+
+    with_route = training_set(components, split.test)
+    without = training_set(dataclasses.replace(components, sequential=None), split.test)
+    champion, _ = train_ranker(without, seed=0)
+    challenger, _ = train_ranker(with_route, seed=0)
+    names = list(feature_names(routes_for(components)))
+    columns = [names.index(name) for name in champion.feature_name()]
+    positives = np.bincount(with_route.candidates.rows, weights=with_route.labels)[with_route.candidates.rows] > 0
+    expected = roc_auc_score(with_route.labels[positives],
+                             champion.predict(with_route.candidates.features[positives][:, columns]))
+    assert ranking_auc(champion, with_route) == pytest.approx(expected) and 0.5 < expected <= 1.0
+    assert ranking_auc(challenger, without) is None
