@@ -79,7 +79,7 @@ def test_the_image_route_runs_through_the_graph_into_the_served_bundle(catalog, 
     assert manifest["image_route"]["items_with_vectors"] == len(catalog["items"])
     assert "image_vectors.npy" in manifest["files"]
     recommender = load_bundle(summary["bundle"])
-    assert recommender.routes[-1].name == "image"
+    assert [route.name for route in recommender.routes[-2:]] == ["image", "sequential"]
     # the route alone is evaluated like every other route
     image_alone = summary["user"]["routes"]["image"]
     assert 0 < image_alone["ndcg@10"] < summary["user"]["model"]["ndcg@10"]

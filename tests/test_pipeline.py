@@ -68,7 +68,8 @@ def test_summary_shape_and_model_beats_popularity(run):
     metric_keys = {"ndcg@10", "recall@10", "hr@10", "coverage@10", "users"}
     for context in ("user", "detail"):
         assert set(summary[context]["model"]) == metric_keys
-        assert set(summary[context]["routes"]) == {"collaborative", "covisitation", "content", "trending", "popular"}
+        assert set(summary[context]["routes"]) == {"collaborative", "covisitation", "content", "trending", "popular",
+                                                   "sequential"}
         assert set(summary[context]["baselines"]) == {"most_pop", "item_knn", "ease"}
     assert summary["dataset"]["evaluated_users"] == summary["user"]["model"]["users"] > 250
     user = summary["user"]
@@ -107,8 +108,10 @@ def test_bundle_manifest_checksums(run):
     bundle = Path(summary["bundle"])
     manifest = verify_bundle(bundle)
     assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
-                                      "content_neighbours.npz",
+                                      "content_neighbours.npz", "sequential.npz",
                                       "similar.npz", "catalog.parquet"}
+    # the tests train the sequential route for two epochs (conftest); the manifest records its settings
+    assert manifest["sequential"]["epochs"] == 2 and manifest["sequential"]["windows"] > 0
     assert manifest["collaborative"]["model"] == "ease" and manifest["content_index"]["kind"] == "exact"
     # synthetic items have no images: the image route is off, and the manifest says why
     assert manifest["image_route"] == {"skipped": "the items have no images"} and "image" not in manifest["routes"]
