@@ -83,7 +83,8 @@ class UserState:
     8 bytes x (collaborative support + co-visitation support + content hits) + 4 bytes x
     (embedding dimension + categories), where a support is at most min(STATE_SUPPORT,
     min(history, STATE_HISTORY) x neighbours per item) and content hits at most ``per_route``,
-    plus 4 bytes x the sequential model's dimension when there is one."""
+    plus 4 bytes x the sequential model's dimension once a request without a new anchor needed
+    the history's sequential vector (``sequence_vectors`` keeps it here)."""
 
     collaborative: SparseRow
     covisitation: SparseRow
@@ -93,7 +94,7 @@ class UserState:
     failed_routes: tuple = ()
     image: SparseRow | None = None  # with image vectors: the image profile's nearest items
     image_profile: np.ndarray | None = None
-    sequence: np.ndarray | None = None  # with a sequential model: the history's vector
+    sequence: np.ndarray | None = None  # the sequential model's vector of the history, once a request needed it
 
     @property
     def nbytes(self) -> int:
@@ -140,9 +141,6 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         image = _isolated(failed, "image", lambda: _nearest(components.image_index, image_profile, per_route, n_items),
                           empty)
         image_profile = image_profile[0].astype(np.float32)
-    sequence = None
-    if components.sequential is not None:
-        sequence = _isolated(failed, "sequential", lambda: components.sequential.encode([history])[0], None)
     categories = components.categories
     offsets, _ = row_entries(categories, history)
     counts = np.bincount(categories.indices[offsets], minlength=categories.shape[1]).astype(np.float32)
@@ -155,7 +153,6 @@ def user_state(components: Components, history: np.ndarray, per_route: int = 100
         failed_routes=tuple(failed),
         image=image,
         image_profile=image_profile,
-        sequence=sequence,
     )
 
 
@@ -201,23 +198,21 @@ class _OneRequest:
 
 
 def sequence_vectors(components: Components, requests: Requests, states: list[UserState]) -> np.ndarray | None:
-    """Each request's sequential vector (None without a sequential model): its state's, or, when
-    the anchor is not the history's last item, that of the history followed by the anchor (the
-    page the user is on is their latest item), encoded in one batch."""
+    """Each request's sequential vector (None without a sequential model): its state's (encoded
+    and kept there the first time), or, when the anchor is not the history's last item, that of
+    the history followed by the anchor (the page the user is on is their latest item)."""
     model = components.sequential
     if model is None:
         return None
     vectors = np.zeros((len(states), model.dimension), np.float32)
-    appended, rows = [], []
     for row, state in enumerate(states):
         history, anchor = requests.histories[row], int(requests.anchors[row])
         if anchor >= 0 and (len(history) == 0 or int(history[-1]) != anchor):
-            appended.append(np.append(np.asarray(history, dtype=np.int64)[-model.max_length:], anchor))
-            rows.append(row)
-        elif state.sequence is not None:
+            vectors[row] = model.encode([np.append(np.asarray(history, dtype=np.int64)[-model.max_length:], anchor)])[0]
+        else:
+            if state.sequence is None:
+                state.sequence = model.encode([history])[0]
             vectors[row] = state.sequence
-    if appended:
-        vectors[rows] = model.encode(appended)
     return vectors
 
 
@@ -324,16 +319,17 @@ def _sequential_features(components: Components, rows: np.ndarray, cols: np.ndar
                          features: np.ndarray, position: dict[str, int]) -> None:
     """The sequential model's score of each candidate and its rank among its request's candidates
     (0 = best; ties to the lower item)."""
-    rows = np.asarray(rows, dtype=np.int64)
     embeddings = components.sequential.item_embeddings
     scores = np.empty(len(rows), np.float32)
-    for start in range(0, len(rows), IMAGE_BLOCK_ROWS):
-        block = slice(start, start + IMAGE_BLOCK_ROWS)
-        scores[block] = np.einsum("ij,ij->i", sequences[rows[block]], embeddings[np.asarray(cols[block]) + 1])
-    order = np.lexsort((cols, -scores, rows))
-    starts = np.searchsorted(rows[order], rows[order], side="left")
     rank = np.empty(len(rows), np.float32)
-    rank[order] = np.arange(len(rows)) - starts
+    bounds = np.searchsorted(rows, np.arange(len(sequences) + 1))  # rows are grouped by request, ascending
+    for request in range(len(sequences)):
+        lo, hi = bounds[request], bounds[request + 1]
+        if lo == hi:
+            continue
+        items = np.asarray(cols[lo:hi])
+        scores[lo:hi] = embeddings[items + 1] @ sequences[request]
+        rank[lo + np.lexsort((items, -scores[lo:hi]))] = np.arange(hi - lo)
     features[:, position["sequential_score"]] = scores
     features[:, position["sequential_rank"]] = rank
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsys_runtime.content_index import ContentIndex
+from recsys_runtime.content_index import APPROXIMATE_ABOVE, ContentIndex, faiss_enabled
 
 LAYER_NORM_EPS = 1e-8
 BLOCK_ARRAYS = ("ln1_w", "ln1_b", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo",
@@ -42,6 +42,10 @@ class SequentialModel:
     def __post_init__(self) -> None:
         self.item_embeddings = np.ascontiguousarray(self.item_embeddings, dtype=np.float32)
         self._index: ContentIndex | None = None
+        # each block's query, key and value projections as one matrix: one product per block
+        self._qkv = [(np.concatenate([b["wq"], b["wk"], b["wv"]], axis=1), np.concatenate([b["bq"], b["bk"], b["bv"]]))
+                     for b in self.blocks]
+        self._causal = np.triu(np.ones((self.max_length, self.max_length), dtype=bool), k=1)
 
     @property
     def max_length(self) -> int:
@@ -65,17 +69,18 @@ class SequentialModel:
         """The last position's output for one history of at most ``max_length`` items. Padding
         positions are left out instead of masked: they are masked from every real position's
         attention and zeroed after every block, so they cannot change the result."""
-        m = len(tail)
-        x = self.item_embeddings[tail + 1] * np.float32(np.sqrt(self.dimension)) + self.positions[-m:]
-        causal = np.triu(np.ones((m, m), dtype=bool), k=1)
-        scale = np.float32(1.0 / np.sqrt(self.dimension))
+        m, d = len(tail), self.dimension
+        x = self.item_embeddings[tail + 1] * np.float32(np.sqrt(d)) + self.positions[-m:]
+        causal = self._causal[:m, :m]
+        scale = np.float32(1.0 / np.sqrt(d))
         last = len(self.blocks) - 1
         for b, block in enumerate(self.blocks):
-            a = _layer_norm(x, block["ln1_w"], block["ln1_b"])
-            k, v = a @ block["wk"] + block["bk"], a @ block["wv"] + block["bv"]
+            weight, bias = self._qkv[b]
+            qkv = _layer_norm(x, block["ln1_w"], block["ln1_b"]) @ weight + bias
+            q, k, v = qkv[:, :d], qkv[:, d:2 * d], qkv[:, 2 * d:]
             if b == last:  # only the last position's output is read
-                x, a, causal = x[-1:], a[-1:], causal[-1:]
-            scores = (a @ block["wq"] + block["bq"]) @ k.T * scale
+                x, q, causal = x[-1:], q[-1:], causal[-1:]
+            scores = q @ k.T * scale
             scores[causal] = np.float32(-np.inf)
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             x = x + ((scores / scores.sum(axis=1, keepdims=True)) @ v) @ block["wo"] + block["bo"]
@@ -89,10 +94,12 @@ class SequentialModel:
 
     @property
     def index(self) -> ContentIndex:
-        """Inner-product search over the item embeddings (exact, or HNSW above the content
-        index's threshold), built on first use."""
+        """Inner-product search over the item embeddings, built on first use: HNSW above the
+        content index's threshold, else exact in numpy (one query is faster there than faiss's
+        flat index)."""
         if self._index is None:
-            self._index = ContentIndex(self.item_embeddings[1:])
+            vectors = self.item_embeddings[1:]
+            self._index = ContentIndex(vectors, use_faiss=faiss_enabled() and len(vectors) > APPROXIMATE_ABOVE)
         return self._index
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,8 +132,16 @@ def test_the_route_and_its_features_come_from_the_table(components):
                                               [np.empty(0, np.int64)]), per_route=40)
         assert np.array_equal(alone.items, found.items[mine])
         assert np.array_equal(alone.features, found.features[mine])
+    # a state encodes its history's vector the first time a request without a new anchor needs it
     state = user_state(components, histories[0], 40)
-    assert state.sequence.shape == (16,) and state.nbytes > state.sequence.nbytes
+    assert state.sequence is None
+    one = Requests([histories[0]], anchors[:1], requests.as_of[:1], [np.empty(0, np.int64)])
+    generate(components, one, per_route=40, states=[state])
+    assert np.array_equal(state.sequence, model.encode([histories[0]])[0])
+    before = state.nbytes
+    generate(components, Requests([histories[0]], np.array([200]), requests.as_of[:1], [np.empty(0, np.int64)]),
+             per_route=40, states=[state])
+    assert state.nbytes == before
 
 
 def test_a_bundle_keeps_the_sequential_route(components, split, tmp_path):
