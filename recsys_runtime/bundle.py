@@ -202,6 +202,8 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
         sequential=_sequential(path, manifest),
     )
     components.content_index.neighbours()  # a bundle from before the lists were stored searches them now
+    if components.sequential is not None:
+        components.sequential.build_index()  # at load, not in the first request
     ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), ranker_cache)
     recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
                               per_route=int(manifest.get("per_route", 100)))

@@ -92,11 +92,10 @@ class SequentialModel:
         """Each of ``items``' score for one history vector."""
         return self.item_embeddings[np.asarray(items, dtype=np.int64) + 1] @ vector
 
-    @property
-    def index(self) -> ContentIndex:
-        """Inner-product search over the item embeddings, built on first use: HNSW above the
-        content index's threshold, else exact in numpy (one query is faster there than faiss's
-        flat index)."""
+    def build_index(self) -> ContentIndex:
+        """Inner-product search over the item embeddings, built the first time it is asked for:
+        HNSW above the content index's threshold, else exact in numpy (one query is faster there
+        than faiss's flat index)."""
         if self._index is None:
             vectors = self.item_embeddings[1:]
             self._index = ContentIndex(vectors, use_faiss=faiss_enabled() and len(vectors) > APPROXIMATE_ABOVE)
@@ -104,7 +103,7 @@ class SequentialModel:
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(items, scores) of the ``k`` best-scoring items of one history vector, best first."""
-        scores, found = self.index.search(vector[None, :], k)
+        scores, found = self.build_index().search(vector[None, :], k)
         keep = found[0] >= 0
         return found[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
