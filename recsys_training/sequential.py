@@ -17,7 +17,7 @@ from recsys_runtime.sequential import BLOCK_ARRAYS, LAYER_NORM_EPS, SequentialMo
 
 SEQUENTIAL_DEFAULTS = {
     "dimension": 64,
-    "blocks": 2,
+    "blocks": 1,
     "max_length": 50,
     "dropout": 0.2,
     "epochs": 20,

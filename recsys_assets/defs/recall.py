@@ -150,6 +150,7 @@ class SequentialConfig(dg.Config):
     enabled: bool = settings.sequential_route()
     epochs: int = settings.sequential_epochs()
     dimension: int = SEQUENTIAL_DEFAULTS["dimension"]
+    blocks: int = SEQUENTIAL_DEFAULTS["blocks"]
     max_length: int = SEQUENTIAL_DEFAULTS["max_length"]
     learning_rate: float = SEQUENTIAL_DEFAULTS["learning_rate"]
     negatives: int = SEQUENTIAL_DEFAULTS["negatives"]
