@@ -32,6 +32,7 @@ CONTENT_NEIGHBOURS_FILE = "content_neighbours.npz"
 IMAGE_FILE = "image_vectors.npy"
 IMAGE_HNSW_FILE = "image_hnsw.faiss"
 SEQUENTIAL_FILE = "sequential.npz"
+SEQUENTIAL_HNSW_FILE = "sequential_hnsw.faiss"
 
 
 class BundleError(RuntimeError):
@@ -87,6 +88,9 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
             (staging / IMAGE_HNSW_FILE).write_bytes(image_graph.tobytes())
     if components.sequential is not None:
         np.savez(staging / SEQUENTIAL_FILE, **components.sequential.arrays())
+        sequential_graph = components.sequential.graph()
+        if sequential_graph is not None:
+            (staging / SEQUENTIAL_HNSW_FILE).write_bytes(sequential_graph.tobytes())
     if catalog is not None:
         served = catalog[catalog["item_id"].astype(str).isin(set(map(str, components.items)))]
         columns = [c for c in ("item_id", "title", "categories") if c in served]
@@ -171,7 +175,10 @@ def _sequential(path: Path, manifest: dict) -> SequentialModel | None:
     if SEQUENTIAL_FILE not in manifest["files"]:
         return None
     with np.load(path / SEQUENTIAL_FILE, allow_pickle=False) as arrays:
-        return SequentialModel.from_arrays({k: arrays[k] for k in arrays.files}, manifest.get("sequential") or {})
+        model = SequentialModel.from_arrays({k: arrays[k] for k in arrays.files}, manifest.get("sequential") or {})
+    if SEQUENTIAL_HNSW_FILE in manifest["files"]:
+        model.use_graph(lambda: np.frombuffer((path / SEQUENTIAL_HNSW_FILE).read_bytes(), dtype=np.uint8))
+    return model
 
 
 def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | None = None) -> Recommender:

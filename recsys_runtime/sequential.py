@@ -42,6 +42,7 @@ class SequentialModel:
     def __post_init__(self) -> None:
         self.item_embeddings = np.ascontiguousarray(self.item_embeddings, dtype=np.float32)
         self._index: ContentIndex | None = None
+        self._graph = None  # a stored HNSW graph (or a function reading one) for ``build_index``
         # each block's query, key and value projections as one matrix: one product per block
         self._qkv = [(np.concatenate([b["wq"], b["wk"], b["wv"]], axis=1), np.concatenate([b["bq"], b["bk"], b["bv"]]))
                      for b in self.blocks]
@@ -98,8 +99,18 @@ class SequentialModel:
         than faiss's flat index)."""
         if self._index is None:
             vectors = self.item_embeddings[1:]
-            self._index = ContentIndex(vectors, use_faiss=faiss_enabled() and len(vectors) > APPROXIMATE_ABOVE)
+            self._index = ContentIndex(vectors, use_faiss=faiss_enabled() and len(vectors) > APPROXIMATE_ABOVE,
+                                       approximate_above=APPROXIMATE_ABOVE, graph=self._graph)
         return self._index
+
+    def use_graph(self, graph) -> None:
+        """Read the HNSW graph from ``graph`` (bytes, or a function returning them) instead of
+        building it, as a bundle stores it."""
+        self._graph, self._index = graph, None
+
+    def graph(self) -> np.ndarray | None:
+        """The serialised HNSW graph of the search index (None when the search is exact)."""
+        return self.build_index().graph()
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(items, scores) of the ``k`` best-scoring items of one history vector, best first."""

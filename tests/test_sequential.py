@@ -180,3 +180,25 @@ def test_a_champion_without_the_route_is_scored_on_its_own_columns(components, s
                              champion.predict(with_route.candidates.features[positives][:, columns]))
     assert ranking_auc(champion, with_route) == pytest.approx(expected) and 0.5 < expected <= 1.0
     assert ranking_auc(challenger, without) is None
+
+
+def test_a_bundle_stores_the_routes_hnsw_graph_and_searches_the_same(components, split, tmp_path, monkeypatch):
+    import recsys_runtime.sequential as sequential_module
+    from recsys_runtime.bundle import SEQUENTIAL_HNSW_FILE, load_bundle, save_bundle
+    from recsys_training.ranker import train_ranker, training_set
+
+    monkeypatch.setattr(sequential_module, "APPROXIMATE_ABOVE", 10)  # this small catalog gets an HNSW graph
+    model = components.sequential
+    model.use_graph(None)
+    assert model.build_index().kind == "hnsw"
+    booster, info = train_ranker(training_set(components, split.test), seed=0)
+    manifest = save_bundle(components, booster, tmp_path / "bundle", {"version": "v1", "ranker": info})
+    assert SEQUENTIAL_HNSW_FILE in manifest["files"]
+    loaded = load_bundle(tmp_path / "bundle").components.sequential
+    assert loaded._graph is not None and loaded.build_index().kind == "hnsw"  # read from the file, not rebuilt
+    queries = model.encode([components.histories.items[:20].astype(np.int64), np.array([3, 7, 11])])
+    for query in queries:
+        assert np.array_equal(loaded.nearest(query, 30)[0], model.nearest(query, 30)[0])
+    model.use_graph(None)
+    monkeypatch.undo()
+    assert model.build_index().kind == "exact"
