@@ -3,7 +3,8 @@
 A history (item indices, oldest first) becomes one vector, the transformer's output at the last
 position; an item's score is that vector's dot product with the item's embedding. Training is in
 ``recsys_training.sequential`` (torch); this module only reads the exported arrays, so the
-service does not import torch. Histories are left-padded to ``max_length`` as in training.
+service does not import torch. Training left-pads histories to ``max_length``; serving leaves
+the padding out, which gives the same output (``_encode_one``).
 """
 
 from __future__ import annotations
