@@ -33,6 +33,7 @@ IMAGE_FILE = "image_vectors.npy"
 IMAGE_HNSW_FILE = "image_hnsw.faiss"
 SEQUENTIAL_FILE = "sequential.npz"
 SEQUENTIAL_HNSW_FILE = "sequential_hnsw.faiss"
+SIMILAR_RANKER_FILE = "similar_ranker.txt"
 
 
 class BundleError(RuntimeError):
@@ -48,8 +49,10 @@ def sha256(path: Path) -> str:
 
 
 def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metadata: dict,
-                similar: SimilarTable | None = None, catalog: pd.DataFrame | None = None) -> dict:
+                similar: SimilarTable | None = None, catalog: pd.DataFrame | None = None,
+                similar_ranker: lgb.Booster | None = None) -> dict:
     """Write the bundle to ``target`` atomically (a temporary sibling, then a rename).
+    ``similar_ranker``: the ranker of requests whose only history is their page.
     ``similar``: precomputed "similar to X" lists (``Recommender.precompute_similar``).
     ``catalog``: the items table; the served items' titles and categories are kept for people
     (the explorer page), never read on the request path."""
@@ -96,6 +99,8 @@ def save_bundle(components: Components, ranker: lgb.Booster, target: Path, metad
         columns = [c for c in ("item_id", "title", "categories") if c in served]
         served[columns].astype(str).to_parquet(staging / CATALOG_FILE, index=False)
     ranker.save_model(str(staging / "ranker.txt"))
+    if similar_ranker is not None:
+        similar_ranker.save_model(str(staging / SIMILAR_RANKER_FILE))
     files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
     routes = routes_for(components)
     manifest = {
@@ -212,7 +217,10 @@ def load_bundle(path: Path | str, use_faiss: bool = True, ranker_cache: Path | N
     if components.sequential is not None:
         components.sequential.build_index()  # at load, not in the first request
     ranker = serving_ranker(lgb.Booster(model_file=str(path / "ranker.txt")), ranker_cache)
-    recommender = Recommender(components=components, ranker=ranker, version=str(manifest.get("version", path.name)),
+    similar_ranker = (serving_ranker(lgb.Booster(model_file=str(path / SIMILAR_RANKER_FILE)), ranker_cache)
+                      if SIMILAR_RANKER_FILE in manifest["files"] else None)
+    recommender = Recommender(components=components, ranker=ranker, similar_ranker=similar_ranker,
+                              version=str(manifest.get("version", path.name)),
                               per_route=int(manifest.get("per_route", 100)))
     if SIMILAR_FILE in manifest["files"]:
         with np.load(path / SIMILAR_FILE, allow_pickle=False) as table:

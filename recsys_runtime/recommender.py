@@ -46,11 +46,14 @@ class Recommender:
     """Answers "similar to X", "for user U on the page of X" and "for user U".
 
     ``ranker`` is a LightGBM booster (anything with ``predict(features)``); without one, or when
-    ``route`` is given, candidates are ordered by one route's own score.
+    ``route`` is given, candidates are ordered by one route's own score. ``similar_ranker``, when
+    there is one, ranks the requests whose only history is their page ("similar to X", and a
+    detail page for a user without history); without it, ``ranker`` ranks them too.
     """
 
     components: Components
     ranker: object | None = None
+    similar_ranker: object | None = None
     per_route: int = 100
     version: str = "unversioned"
     similar_table: SimilarTable | None = field(default=None, init=False)
@@ -202,7 +205,33 @@ class Recommender:
         names = list(self.components.category_names)
         return CategoryFilter(self.components, [names.index(c) for c in categories if c in names])
 
-    def score(self, candidates: Candidates, route: str | None = None) -> np.ndarray:
+    def page_only(self, requests: Requests) -> np.ndarray | None:
+        """Per request, whether ``similar_ranker`` ranks it: its history is its page alone. None
+        when there is no such ranker."""
+        if self.similar_ranker is None:
+            return None
+        return np.array([len(h) == 1 and h[0] == a for h, a in zip(requests.histories, requests.anchors, strict=True)],
+                        dtype=bool)
+
+    def _by_ranker(self, candidates: Candidates, page_only: np.ndarray | None, predict) -> np.ndarray:
+        """``predict(ranker, features)`` of each candidate with its request's ranker; a batch of one
+        kind is predicted in one call on the features as they are."""
+        features = candidates.features
+        if page_only is None or not page_only.any():
+            return predict(self.ranker, features)
+        if page_only.all():
+            return predict(self.similar_ranker, features)
+        rows = page_only[candidates.rows]
+        first = predict(self.ranker, features[~rows])
+        out = np.empty((len(rows), *first.shape[1:]), dtype=np.float64)
+        out[~rows] = first
+        out[rows] = predict(self.similar_ranker, features[rows])
+        return out
+
+    def score(self, candidates: Candidates, route: str | None = None,
+              page_only: np.ndarray | None = None) -> np.ndarray:
+        """Each candidate's score: by ``route``'s own score, else by the ranker of its request
+        (``page_only``: per request, whether ``similar_ranker`` ranks it)."""
         if route is not None:
             bit, column_index = self._route_score[route]
             column = candidates.features[:, column_index]
@@ -211,7 +240,8 @@ class Recommender:
         if self.ranker is None:
             return candidates.features[:, self.features.index("collaborative_score")]
         # no num_threads argument: passing one makes LightGBM rebuild its predictor on every call
-        return np.asarray(self.ranker.predict(candidates.features), dtype=np.float64)
+        return self._by_ranker(candidates, page_only,
+                               lambda ranker, x: np.asarray(ranker.predict(x), dtype=np.float64))
 
     def _popular_list(self, exclude: set, k: int, allowed: CategoryFilter | None = None) -> list[int]:
         """The ``k`` most popular items not in ``exclude`` that pass the filter, read in chunks of
@@ -306,14 +336,16 @@ class Recommender:
         key = keys[0] if len(user_ids) == 1 and self.user_states.budget_bytes > 0 else None
         states = [self._user_state(key, requests.histories[0])] if key is not None else None
         candidates = generate(self.components, requests, self.per_route, states, self.routes)
+        page_only = self.page_only(requests)
         out = {}
         for variant in variants:
-            scores = self.score(candidates, variant)
+            scores = self.score(candidates, variant, page_only)
             if allowed is not None:
                 scores = np.where(allowed.allows(candidates.items), scores, -np.inf)
             contributions = None
             if explain and self.ranker is not None and variant is None:
-                contributions = self.ranker.predict(candidates.features, pred_contrib=True)
+                contributions = self._by_ranker(candidates, page_only,
+                                                lambda ranker, x: ranker.predict(x, pred_contrib=True))
             out[variant] = self._lists(requests, reasons, candidates, scores, contributions, k, allowed)
             for rec in out[variant]:
                 rec.failed_routes = candidates.failed_routes

@@ -17,6 +17,7 @@ class NextItemCases:
     users: np.ndarray  # sorted
     queries: list[str]  # each user's first test item
     relevant: dict[str, set]  # each user's other test items
+    ordered: dict[str, list] | None = None  # each user's test items by (timestamp, item_id)
 
 
 def next_item_cases(test: pd.DataFrame) -> NextItemCases:
@@ -25,7 +26,8 @@ def next_item_cases(test: pd.DataFrame) -> NextItemCases:
     grouped = ordered.groupby("user_id", sort=True)["item_id"].apply(list)
     grouped = grouped[grouped.map(len) >= 2]
     return NextItemCases(users=grouped.index.to_numpy().astype(str), queries=[items[0] for items in grouped],
-                         relevant={u: set(items[1:]) for u, items in grouped.items()})
+                         relevant={u: set(items[1:]) for u, items in grouped.items()},
+                         ordered=grouped.to_dict())
 
 
 def baseline_lists(models: ReferenceModels, cases: NextItemCases, k: int) -> tuple[dict, dict]:

@@ -80,7 +80,7 @@ def dask_final_fit(client):
         sizes = pinned_array(client, groups, group_chunks, workers)
         params = {k: v for k, v in config.items() if k != "objective"}
         model = DaskLGBMRanker(client=ShardOrderedClient(client, workers[:len(row_chunks)]), n_estimators=rounds,
-                               objective=config.get("objective", "lambdarank"), **params)
+                               objective=config["objective"], **params)
         model.fit(features, labels, group=sizes, feature_name=names)
         return model.to_local().booster_
 

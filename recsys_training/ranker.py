@@ -13,18 +13,17 @@ from recsys_runtime.candidates import Candidates, Requests, feature_names, gener
 from recsys_runtime.components import Components
 from recsys_training.detail_next import next_item_cases
 
+# chosen over five ranker seeds on the sample's validation fold (README, "Rankers")
 DEFAULT_PARAMS = {
-    "objective": "lambdarank",
+    "objective": "rank_xendcg",
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 50,
+    "num_leaves": 15,
+    "min_data_in_leaf": 100,
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
-    "lambdarank_truncation_level": 20,
-    "num_threads": 2,
-    "verbose": -1,
 }
+RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
 
 
 @dataclass
@@ -52,31 +51,38 @@ NEXT, SIMILAR = "#next", "#similar"  # suffixes of the ids of next-item training
 
 
 def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: np.ndarray,
-                        requests: Requests, kinds: tuple[str, ...]) -> tuple[Requests, list[str], list[tuple[int, int]]]:
-    """Per user with at least 2 held-out items, two more requests as the next-item detail page
-    asks them: the history with the first held-out item as the page, and (as ``/similar``) that
-    item alone; the other held-out items are their labels. Returns the extended requests, the
-    extra ids and (request row, item) positives."""
+                        requests: Requests, kinds: tuple[str, ...],
+                        pages_per_user: int = 1) -> tuple[Requests, list[str], list[tuple[int, int]]]:
+    """Per user with at least 2 held-out items, more requests as the next-item detail page asks
+    them: the history with a held-out item as the page (``next``), and (as ``/similar``) that item
+    alone (``similar``); the held-out items after the page are their labels. The pages are the
+    user's first ``pages_per_user`` held-out items (at most all but the last). Returns the
+    extended requests, the extra ids and (request row, item) positives."""
     cases = next_item_cases(labels)
     rows_of = {u: i for i, u in enumerate(user_ids)}
     histories, anchors, as_of, exclude = list(requests.histories), list(requests.anchors), list(requests.as_of), \
         list(requests.exclude)
     ids, positives = [], []
-    for user, query in zip(cases.users, cases.queries, strict=True):
-        row, anchor = rows_of.get(user), components.position(query)
-        if row is None or anchor < 0:
+    for user in cases.users:
+        row = rows_of.get(user)
+        if row is None:
             continue
-        relevant = components.item_index(np.array(sorted(cases.relevant[user])))
-        for suffix, history in ((NEXT, requests.histories[row]), (SIMILAR, np.array([anchor], np.int32))):
-            if suffix[1:] not in kinds:
+        held_out = components.item_index(np.array(cases.ordered[user]))
+        for page in range(min(pages_per_user, len(held_out) - 1)):
+            anchor = int(held_out[page])
+            if anchor < 0:
                 continue
-            request = len(histories)
-            histories.append(history)
-            anchors.append(anchor)
-            as_of.append(requests.as_of[row])
-            exclude.append(np.array([anchor], np.int64))
-            ids.append(user + suffix)
-            positives += [(request, int(item)) for item in relevant if item >= 0]
+            relevant = np.unique(held_out[page + 1:])
+            for suffix, history in ((NEXT, requests.histories[row]), (SIMILAR, np.array([anchor], np.int32))):
+                if suffix[1:] not in kinds:
+                    continue
+                request = len(histories)
+                histories.append(history)
+                anchors.append(anchor)
+                as_of.append(requests.as_of[row])
+                exclude.append(np.array([anchor], np.int64))
+                ids.append(user + suffix + (str(page) if page else ""))
+                positives += [(request, int(item)) for item in relevant if item >= 0]
     extended = Requests(histories=histories, anchors=np.array(anchors, np.int64), as_of=np.array(as_of, np.int64),
                         exclude=exclude)
     return extended, ids, positives
@@ -91,12 +97,14 @@ def sample_users(user_ids: np.ndarray, max_users: int | None, seed: int) -> np.n
 
 
 def training_set(components: Components, labels: pd.DataFrame, per_route: int = 100,
-                 extra: tuple[str, ...] = (), max_users: int | None = None, seed: int = 0) -> TrainingSet:
+                 extra: tuple[str, ...] = (), max_users: int | None = None, seed: int = 0,
+                 pages_per_user: int = 1) -> TrainingSet:
     """Candidates for every user in ``labels`` (user_id, item_id[, timestamp]), labelled 1 when
     held out. ``extra``: also the next-item detail page's requests (``_next_item_requests``):
     ``next`` (anchored outside the history) and/or ``similar`` (no user). ``max_users``: a seeded
     sample of that many users (with their extra requests) instead of all of them, so the cost
-    of the candidates and of the ranker's fit stops growing with the users."""
+    of the candidates and of the ranker's fit stops growing with the users. ``pages_per_user``:
+    how many of a user's first held-out items become next-item pages."""
     unknown = sorted(set(extra) - {NEXT[1:], SIMILAR[1:]})
     if unknown:
         raise ValueError(f"extra training requests {unknown}: use next and/or similar")
@@ -112,7 +120,8 @@ def training_set(components: Components, labels: pd.DataFrame, per_route: int = 
     positive = label_rows[valid].astype(np.int64) * n_items + label_items[valid]
     ids = list(user_ids)
     if extra:
-        requests, extra_ids, pairs = _next_item_requests(components, labels, user_ids, requests, extra)
+        requests, extra_ids, pairs = _next_item_requests(components, labels, user_ids, requests, extra,
+                                                         pages_per_user)
         ids += extra_ids
         if pairs:
             pairs = np.array(pairs, dtype=np.int64)
@@ -121,6 +130,28 @@ def training_set(components: Components, labels: pd.DataFrame, per_route: int = 
     keys = candidates.rows.astype(np.int64) * n_items + candidates.items
     is_positive = np.isin(keys, positive)
     return TrainingSet(candidates=candidates, labels=is_positive.astype(np.float32), user_ids=np.array(ids))
+
+
+def page_only_requests(data: TrainingSet) -> np.ndarray:
+    """Per request, whether it is a page without a user (``/similar``'s next-item requests)."""
+    return np.array([SIMILAR in u for u in data.user_ids], dtype=bool)
+
+
+def first_page_requests(data: TrainingSet) -> np.ndarray:
+    """Per request, whether it is a user's list or a user's first next-item page: what the ranker
+    of requests with a user learns from (``pages_per_user`` adds pages for the similar ranker)."""
+    return np.array(["#" not in u or u.endswith((NEXT, SIMILAR)) for u in data.user_ids], dtype=bool)
+
+
+def requests_of(data: TrainingSet, keep: np.ndarray) -> TrainingSet:
+    """The training set of the requests ``keep`` marks, rows renumbered in their order."""
+    renumber = np.cumsum(keep) - 1
+    rows = keep[data.candidates.rows]
+    c = data.candidates
+    subset = Candidates(rows=renumber[c.rows[rows]].astype(c.rows.dtype), items=c.items[rows],
+                        features=c.features[rows], routes=c.routes[rows], failed_routes=c.failed_routes,
+                        route_table=c.route_table)
+    return TrainingSet(candidates=subset, labels=data.labels[rows], user_ids=data.user_ids[keep])
 
 
 def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,7 +185,8 @@ def _fit_in_process(config: dict, x: np.ndarray, y: np.ndarray, groups: np.ndarr
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                  folds: int = 3, max_rounds: int = 1000, patience: int = 100,
                  final_fit=_fit_in_process) -> tuple[lgb.Booster, dict]:
-    """Lambdarank on users with at least one positive candidate.
+    """A LightGBM ranker (``DEFAULT_PARAMS`` updated by ``params``) on users with at least one
+    positive candidate.
 
     The number of rounds is chosen by early stopping on ``folds`` user folds (one validation
     user set is too small and noisy to trust); the final model is refitted on all users with the
@@ -166,7 +198,8 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     # a user's next-item requests share the user's fold, so early stopping never sees a user twice
     base_ids, base_row = np.unique([u.split("#")[0] for u in data.user_ids], return_inverse=True)
     fold_of = np.random.default_rng(seed).integers(0, folds, len(base_ids))[base_row]
-    config = {**DEFAULT_PARAMS, "seed": seed, "deterministic": True, **(params or {})}
+    learned = {**DEFAULT_PARAMS, **(params or {})}
+    config = {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
     best_rounds, aucs, ndcgs = [], [], []
     names = list(feature_names(data.candidates.route_table))
     for fold in range(folds):
@@ -185,6 +218,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     final = final_fit(config, x_all, y_all, g_all, names, rounds)
     info = {
         "rounds": rounds,
+        "params": learned,
         "fold_best_rounds": best_rounds,
         "auc": float(np.mean(aucs)),
         "valid_ndcg@10": float(np.mean(ndcgs)),
@@ -192,7 +226,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         "rows": int(len(y_all)),
         "positive_rate": float(y_all.mean()),
         "labels_in_candidates": int(data.labels.sum()),
-        "requests": {kind: int(sum(u.endswith(suffix) for u in data.user_ids)) for kind, suffix in
+        "requests": {kind: int(sum(suffix in u for u in data.user_ids)) for kind, suffix in
                      (("next_item", NEXT), ("similar", SIMILAR))} | {
             "user": int(sum("#" not in u for u in data.user_ids))},
     }

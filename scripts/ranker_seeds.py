@@ -14,6 +14,11 @@ seeds. Output: data/bench/ranker_seeds.json (or BENCH_OUTPUT), with each setting
 standard deviation, and the trees each model has (the compiled ranker's cost grows with them).
 ``BENCH_SEQUENTIAL``: a JSON object of the sequential route's settings (``SEQUENTIAL_DEFAULTS``
 overrides) to fit it with the other routes; unset, the routes are fitted without it.
+``BENCH_PAGES_PER_USER``: values of ``training_set``'s ``pages_per_user`` (default 1), each a
+setting; the ranker of requests with a user learns from the first page only, as the pipeline's.
+``BENCH_SIMILAR_RANKER=1``: a second ranker, for the requests without a user, learns from every
+page, as the pipeline trains by default (``RankerConfig.similar_ranker``); 0 (default here): the
+first ranker ranks every request.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training.components_fit import fit_components
 from recsys_training.evaluation import evaluate
-from recsys_training.ranker import train_ranker, training_set
+from recsys_training.ranker import first_page_requests, page_only_requests, requests_of, train_ranker, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
@@ -59,18 +64,25 @@ def main() -> int:
     validation = fit_components(folds[VALIDATION].train, items, embeddings, sequential_params=sequential)
     serving = fit_components(folds[SERVING].train, items, embeddings, sequential_params=sequential)
     ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
+    pages = [int(p) for p in os.environ.get("BENCH_PAGES_PER_USER", "1").split(",")]
+    separate = os.environ.get("BENCH_SIMILAR_RANKER", "0") == "1"
+    cache = ServiceSettings().ranker_cache_dir
     report = {}
-    for support in supports:
+    for support, pages_per_user in ((s, p) for s in supports for p in pages):
         candidates.STATE_SUPPORT = support
-        data = training_set(validation, folds[VALIDATION].test, extra=("similar",))
+        data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user)
         for params in ranker_params:
-            setting = (f"state_support={support} params={json.dumps(params, sort_keys=True)}"
-                       f" sequential={json.dumps(sequential, sort_keys=True)}")
+            setting = (f"state_support={support} pages_per_user={pages_per_user} similar_ranker={int(separate)}"
+                       f" params={json.dumps(params, sort_keys=True)} sequential={json.dumps(sequential, sort_keys=True)}")
             started = time.perf_counter()
             runs = []
             for seed in seeds:
-                booster, info = train_ranker(data, seed=seed, params=params)
-                recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir),
+                page_only = page_only_requests(data)
+                booster, info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed,
+                                             params=params)
+                similar = (serving_ranker(train_ranker(requests_of(data, page_only), seed=seed, params=params)[0],
+                                          cache) if separate else None)
+                recommender = Recommender(serving, serving_ranker(booster, cache), similar_ranker=similar,
                                           version=f"seed-{seed}")
                 summary = evaluate(recommender, folds[SERVING], with_baselines=False)
                 run = {"seed": seed, "trees": info["rounds"]}

@@ -108,8 +108,16 @@ def test_bundle_manifest_checksums(run):
     bundle = Path(summary["bundle"])
     manifest = verify_bundle(bundle)
     assert set(manifest["files"]) == {"arrays.npz", "ease.npz", "covisitation.npz", "categories.npz", "ranker.txt",
-                                      "content_neighbours.npz", "sequential.npz",
+                                      "similar_ranker.txt", "content_neighbours.npz", "sequential.npz",
                                       "similar.npz", "catalog.parquet"}
+    # two rankers, each with its requests and the parameters it was trained with
+    assert manifest["ranker"]["params"]["objective"] == "rank_xendcg"
+    # the user ranker learns from each user's list and first page; the similar ranker from up to
+    # five pages per user, without the user
+    assert 0 < manifest["ranker"]["requests"]["similar"] <= manifest["ranker"]["requests"]["user"]
+    assert manifest["similar_ranker"]["requests"]["user"] == 0
+    assert manifest["similar_ranker"]["requests"]["similar"] > manifest["ranker"]["requests"]["similar"]
+    assert load_bundle(bundle).similar_ranker is not None
     # the tests train the sequential route for two epochs (conftest); the manifest records its settings
     assert manifest["sequential"]["epochs"] == 2 and manifest["sequential"]["windows"] > 0
     assert manifest["collaborative"]["model"] == "ease" and manifest["content_index"]["kind"] == "exact"

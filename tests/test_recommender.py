@@ -177,6 +177,26 @@ def test_next_item_training_requests_are_labelled_with_the_other_held_out_items(
         training_set(comp, labels, extra=("nearby",))
 
 
+def test_more_pages_per_user_make_each_held_out_item_a_page_labelled_with_the_items_after_it(world):
+    _, _, comp = world
+    history, stamps = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    held_out = [i for i in comp.items.tolist() if i not in set(comp.items[history].tolist())][:4]
+    labels = pd.DataFrame({"user_id": ["u0"] * 4, "item_id": held_out,
+                           "timestamp": [stamps[-1] + t for t in (1, 2, 3, 4)]})
+    one = training_set(comp, labels, per_route=20, extra=("similar",))
+    data = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=10)  # capped at 3
+    assert list(data.user_ids) == ["u0", "u0#similar", "u0#similar1", "u0#similar2"]
+    for row, page in enumerate(held_out[:3], start=1):
+        mine = data.candidates.rows == row
+        proposed = set(comp.items[data.candidates.items[mine]].tolist())
+        assert page not in proposed
+        labelled = set(comp.items[data.candidates.items[mine & (data.labels == 1)]].tolist())
+        assert labelled == proposed & set(held_out[held_out.index(page) + 1:])
+    first = data.candidates.rows <= 1  # one page per user is the start of the longer set
+    assert np.array_equal(data.candidates.items[first], one.candidates.items)
+    assert np.array_equal(data.labels[first], one.labels)
+
+
 def test_a_sampled_training_set_holds_the_sampled_users_rows_unchanged(world):
     """Sampling users for the ranker keeps each sampled user's candidates, features and labels
     exactly as in the full set (a user's candidates never depend on another user's)."""
@@ -199,3 +219,57 @@ def test_a_sampled_training_set_holds_the_sampled_users_rows_unchanged(world):
     assert sampled.labels.sum() > 0
     assert training_set(comp, labels, per_route=20, max_users=1_000).user_ids.tolist() == \
         training_set(comp, labels, per_route=20).user_ids.tolist()
+
+
+def _booster_preferring(comp, odd: bool):
+    """A real LightGBM ranker trained to put one category's items first."""
+    import lightgbm as lgb
+
+    cands = generate(comp, user_requests(comp, np.array([f"u{u}" for u in range(20)])), per_route=20)
+    labels = (np.array([int(i[1:]) >= 10 for i in comp.items[cands.items]]) == odd).astype(float)
+    params = {"objective": "rank_xendcg", "verbose": -1, "min_data_in_leaf": 1, "seed": 0, "deterministic": True}
+    return lgb.train(params, lgb.Dataset(cands.features, labels, group=np.bincount(cands.rows)), 20)
+
+
+def test_requests_whose_only_history_is_their_page_go_to_the_similar_ranker(world):
+    _, _, comp = world
+    for_users, for_pages = _booster_preferring(comp, odd=False), _booster_preferring(comp, odd=True)
+    both = Recommender(comp, ranker=for_users, similar_ranker=for_pages)
+    users_only, pages_only = Recommender(comp, ranker=for_users), Recommender(comp, ranker=for_pages)
+    assert pages_only.similar("i3", k=5).items != users_only.similar("i3", k=5).items  # the test can tell them apart
+    for rec in (both.similar("i3", k=5), both.recommend_detail("i3", "nobody", k=5)):
+        expected = pages_only.similar("i3", k=5)
+        assert rec.items == expected.items and rec.scores == pytest.approx(expected.scores)
+    for user, page in (("u0", None), ("u0", "i12"), ("u1", "i3")):
+        expected = users_only.recommend_detail(page, user, k=5) if page else users_only.recommend(user, k=5)
+        got = both.recommend_detail(page, user, k=5) if page else both.recommend(user, k=5)
+        assert got.items == expected.items and got.scores == pytest.approx(expected.scores)
+    # a batch mixing both kinds ranks each request as it would alone
+    users, pages = ["u0", None, "u1", "nobody"], [None, "i3", "i12", "i5"]
+    batch = both.recommend_many(users, pages, k=5, explain=True)
+    for rec, user, page in zip(batch, users, pages, strict=True):
+        alone = both.recommend_many([user], [page], k=5, explain=True)[0]
+        assert rec.items == alone.items and rec.scores == pytest.approx(alone.scores)
+        for got, expected in zip(rec.contributions, alone.contributions, strict=True):
+            assert got == pytest.approx(expected)
+
+
+def test_the_training_set_splits_into_requests_with_and_without_a_user(world):
+    from recsys_training.ranker import page_only_requests, requests_of
+
+    _, _, comp = world
+    history, stamps = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    held_out = [i for i in comp.items.tolist() if i not in set(comp.items[history].tolist())][:3]
+    labels = pd.DataFrame({"user_id": ["u0"] * 3 + ["u1"], "item_id": [*held_out, "i0"],
+                           "timestamp": [stamps[-1] + t for t in (1, 2, 3, 4)]})
+    data = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=2)
+    page_only = page_only_requests(data)
+    assert list(data.user_ids[page_only]) == ["u0#similar", "u0#similar1"]
+    for keep in (page_only, ~page_only):
+        part = requests_of(data, keep)
+        assert list(part.user_ids) == list(data.user_ids[keep])
+        for row, original in enumerate(np.flatnonzero(keep)):
+            mine, theirs = part.candidates.rows == row, data.candidates.rows == original
+            assert np.array_equal(part.candidates.items[mine], data.candidates.items[theirs])
+            assert np.array_equal(part.candidates.features[mine], data.candidates.features[theirs])
+            assert np.array_equal(part.labels[mine], data.labels[theirs])

@@ -22,7 +22,7 @@ from recsys_training.evaluation import evaluate
 from recsys_training.model_metrics import ModelMetrics, RegisteredModel
 from recsys_training.online_eval import challenger_clicks
 from recsys_training.promotion import PairedMetrics
-from recsys_training.ranker import TrainingSet, ranking_auc
+from recsys_training.ranker import TrainingSet, page_only_requests, ranking_auc, requests_of
 from recsys_training.split import SERVING, Split
 
 CHALLENGER = dg.AssetKey("challenger")
@@ -82,7 +82,9 @@ def beats_champion(challenger: RegisteredModel, interactions_split: dict[str, Sp
         try:
             model = load_bundle(entry["path"], ranker_cache=settings.ranker_cache())
             summary = evaluate(model, interactions_split[SERVING], with_baselines=False)
-            champion = ModelMetrics.from_summary(summary, auc=ranking_auc(model.ranker, recall_candidates))
+            # the user ranker's AUC, on the requests with a user, as the challenger's is measured
+            with_user = requests_of(recall_candidates, ~page_only_requests(recall_candidates))
+            champion = ModelMetrics.from_summary(summary, auc=ranking_auc(model.ranker, with_user))
             champion_users = PairedMetrics.from_summary(summary)
             champion_next = PairedMetrics.from_summary(summary, view="detail_next")
         except (BundleError, OSError) as error:

@@ -21,7 +21,15 @@ from recsys_runtime.sequential import SequentialModel
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
-from recsys_training.ranker import TrainingSet, train_ranker, training_set
+from recsys_training.ranker import (
+    DEFAULT_PARAMS,
+    TrainingSet,
+    first_page_requests,
+    page_only_requests,
+    requests_of,
+    train_ranker,
+    training_set,
+)
 from recsys_training.split import SERVING, VALIDATION, Split
 
 
@@ -38,10 +46,12 @@ class TrainingRequestsConfig(dg.Config):
     """Which requests the ranker learns from besides every validation user's list: the next-item
     detail page's, ``next`` (with the user) and ``similar`` (without, as /similar asks). The
     default, ``similar``, is what measured best (README, "Detail page, next item").
-    ``max_users``: learn from a seeded sample of that many users (0: all of them)."""
+    ``max_users``: learn from a seeded sample of that many users (0: all of them).
+    ``pages_per_user``: how many of a user's first held-out items become next-item pages."""
 
     extra: list[str] = ["similar"]
     max_users: int = settings.ranker_max_users()
+    pages_per_user: int = 5
 
 
 @dg.asset(group_name="ranking", kinds={"numpy"})
@@ -65,7 +75,8 @@ def recall_candidates(
     components = _components(VALIDATION, interactions_split, raw_items, collaborative_index,
                              covisitation_index, content_index, popular_items, item_image_vectors, sequential_model)
     data = training_set(components, interactions_split[VALIDATION].test, extra=tuple(config.extra),
-                        max_users=config.max_users or None, seed=settings.seed())
+                        max_users=config.max_users or None, seed=settings.seed(),
+                        pages_per_user=config.pages_per_user)
     rows = []
     for bit, route in enumerate(r.name for r in data.candidates.route_table):
         proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
@@ -87,28 +98,66 @@ def recall_candidates(
     return data
 
 
-@dg.asset(group_name="ranking", kinds={"lightgbm"})
-def ranking_model(context: dg.AssetExecutionContext, dask: DaskResource, recall_candidates: TrainingSet) -> dict:
-    """LightGBM lambdarank over the candidates; rounds chosen by early stopping on user folds; the
-    final fit on the Dask cluster (LightGBM's Dask interface) when one is configured."""
-    started = time.perf_counter()
+class RankerConfig(dg.Config):
+    """The rankers' LightGBM settings; the defaults are ``ranker.DEFAULT_PARAMS``, chosen over five
+    seeds on the validation fold (README, "Rankers"). ``similar_ranker``: a second ranker, trained
+    on the requests without a user only, ranks the requests whose only history is their page."""
+
+    objective: str = DEFAULT_PARAMS["objective"]
+    learning_rate: float = DEFAULT_PARAMS["learning_rate"]
+    num_leaves: int = DEFAULT_PARAMS["num_leaves"]
+    min_data_in_leaf: int = DEFAULT_PARAMS["min_data_in_leaf"]
+    similar_ranker: bool = True
+
+
+def _train(data: TrainingSet, params: dict, dask: DaskResource) -> tuple[lgb.Booster, dict]:
     if dask.scheduler:
         with dask.client() as client:
-            booster, info = train_ranker(recall_candidates, seed=settings.seed(), final_fit=dask_final_fit(client))
+            booster, info = train_ranker(data, seed=settings.seed(), params=params, final_fit=dask_final_fit(client))
             info["trained_on"] = f"dask, {len(client.scheduler_info()['workers'])} workers"
     else:
-        booster, info = train_ranker(recall_candidates, seed=settings.seed())
+        booster, info = train_ranker(data, seed=settings.seed(), params=params)
         info["trained_on"] = "in process"
+    return booster, info
+
+
+def _importance(booster: lgb.Booster) -> dg.MetadataValue:
     gain = booster.feature_importance("gain")
     importance = pd.DataFrame({"feature": booster.feature_name(), "gain_share": np.round(gain / max(gain.sum(), 1e-12), 4)})
-    context.add_output_metadata({
-        **{k: v for k, v in info.items() if not isinstance(v, list)},
+    return dg.MetadataValue.md(importance.sort_values("gain_share", ascending=False).head(12).to_markdown(index=False))
+
+
+@dg.asset(group_name="ranking", kinds={"lightgbm"})
+def ranking_model(context: dg.AssetExecutionContext, config: RankerConfig, dask: DaskResource,
+                  recall_candidates: TrainingSet) -> dict:
+    """LightGBM rankers (``RankerConfig``) over the candidates: one for requests with a user and,
+    when there are requests without one, one for those (every page of ``pages_per_user``); rounds
+    chosen by early stopping on user folds; the final fit on the Dask cluster (LightGBM's Dask
+    interface) when one is configured. Their parameters go into the bundle manifest and MLflow."""
+    started = time.perf_counter()
+    params = config.model_dump(exclude={"similar_ranker"})
+    page_only = page_only_requests(recall_candidates)
+    separate = config.similar_ranker and page_only.any()
+    # the user ranker learns from the users' lists and their first pages, with or without the user:
+    # that measured better for user lists than their lists alone (README, "Rankers")
+    booster, info = _train(requests_of(recall_candidates, first_page_requests(recall_candidates)), params, dask)
+    out = {"model": booster.model_to_string(), "info": info}
+    metadata = {
+        **{k: v for k, v in info.items() if not isinstance(v, list | dict)},
         "fold_best_rounds": str(info["fold_best_rounds"]),
-        "feature_importance": dg.MetadataValue.md(
-            importance.sort_values("gain_share", ascending=False).head(12).to_markdown(index=False)),
-        "seconds": round(time.perf_counter() - started, 2),
-    })
-    return {"model": booster.model_to_string(), "info": info}
+        "params": dg.MetadataValue.json(info["params"]),
+        "requests": dg.MetadataValue.json(info["requests"]),
+        "feature_importance": _importance(booster),
+    }
+    if separate:
+        similar, similar_info = _train(requests_of(recall_candidates, page_only), params, dask)
+        out |= {"similar_model": similar.model_to_string(), "similar_info": similar_info}
+        metadata |= {"similar_rounds": similar_info["rounds"], "similar_auc": similar_info["auc"],
+                     "similar_valid_ndcg@10": similar_info["valid_ndcg@10"],
+                     "similar_requests": similar_info["requests"]["similar"],
+                     "similar_feature_importance": _importance(similar)}
+    context.add_output_metadata({**metadata, "seconds": round(time.perf_counter() - started, 2)})
+    return out
 
 
 class BundleConfig(dg.Config):
@@ -135,22 +184,27 @@ def model_bundle(
     components = _components(SERVING, interactions_split, raw_items, collaborative_index,
                              covisitation_index, content_index, popular_items, item_image_vectors, sequential_model)
     booster = lgb.Booster(model_str=ranking_model["model"])
+    similar_booster = (lgb.Booster(model_str=ranking_model["similar_model"]) if "similar_model" in ranking_model
+                       else None)
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + context.run_id[:8]
     target = storage.bundles() / version
-    # the stored lists are ranked by the ranker the service will use
+    # the stored lists are ranked by the rankers the service will use
     ranker = serving_ranker(booster, settings.ranker_cache())
-    recommender = Recommender(components=components, ranker=ranker, version=version, per_route=config.per_route)
+    similar_ranker = serving_ranker(similar_booster, settings.ranker_cache()) if similar_booster is not None else None
+    recommender = Recommender(components=components, ranker=ranker, similar_ranker=similar_ranker, version=version,
+                              per_route=config.per_route)
     precompute_started = time.perf_counter()
     precomputed = recommender.precompute_similar(settings.similar_precompute_items())
     precompute_seconds = time.perf_counter() - precompute_started
     manifest = save_bundle(components, booster, target, {
         "version": version, "run_id": context.run_id, "ranker": ranking_model["info"],
+        "similar_ranker": ranking_model.get("similar_info"),
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
         "collaborative": collaborative_description(), "state_history": STATE_HISTORY,
         "image_route": ({"skipped": item_image_vectors.skipped} if item_image_vectors.skipped else
                         {"model": item_image_vectors.model, "items_with_vectors": len(item_image_vectors.vectors),
                          "images_rejected": len(item_image_vectors.rejected)}),
-    }, similar=recommender.similar_table, catalog=raw_items)
+    }, similar=recommender.similar_table, catalog=raw_items, similar_ranker=similar_booster)
     size = sum(p.stat().st_size for p in target.iterdir())
     context.add_output_metadata({
         "version": version, "path": dg.MetadataValue.path(str(target)), "items": manifest["items"],
