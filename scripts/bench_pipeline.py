@@ -122,6 +122,9 @@ def read_run(home: Path, tmp: str) -> dict:
     return {"status": status, "windows": windows, "checks": checks, "dataset": summary.get("dataset"),
             "user_ndcg@10": summary.get("user", {}).get("model", {}).get("ndcg@10"),
             "detail_next_ndcg@10": summary.get("detail_next", {}).get("model", {}).get("ndcg@10"),
+            "similar_next_ndcg@10": summary.get("detail_next", {}).get("similar", {}).get("ndcg@10"),
+            "ease_row_of_query_ndcg@10": summary.get("detail_next", {}).get("baselines", {}).get(
+                "ease_row_of_query", {}).get("ndcg@10"),
             "ease_baseline_ndcg@10": summary.get("user", {}).get("baselines", {}).get("ease", {}).get("ndcg@10")}
 
 

@@ -5,7 +5,8 @@ checked elsewhere.
 Each run is a cold `train_and_evaluate` through the Dagster CLI in its own directories (as
 `make bench-pipeline` runs it). The sets are small enough for the EASE baseline to be computed.
 ``BENCH_SEEDS``: the data sets' seeds (default ``1,2``); ``BENCH_SYNTHETIC``: users, items and
-interactions (default ``1500,5000,100000``). Output: data/bench/synthetic_quality.json (or
+interactions (default ``1500,5000,100000``); ``BENCH_SEQUENTIAL``: the route settings to run,
+``1`` on and/or ``0`` off (default ``1,0``). Output: data/bench/synthetic_quality.json (or
 BENCH_OUTPUT) and a Markdown table on stdout.
 """
 
@@ -26,7 +27,7 @@ def main() -> int:
     output = Path(os.environ.get("BENCH_OUTPUT", settings.data_dir() / "bench" / "synthetic_quality.json"))
     runs = []
     for seed in seeds:
-        for sequential in ("1", "0"):
+        for sequential in os.environ.get("BENCH_SEQUENTIAL", "1,0").split(","):
             environment = {"RECSYS_SOURCE": "synthetic", "RECSYS_SYNTHETIC_USERS": users,
                            "RECSYS_SYNTHETIC_ITEMS": items, "RECSYS_SYNTHETIC_INTERACTIONS": interactions,
                            "RECSYS_SEED": seed, "RECSYS_SEQUENTIAL": sequential}
@@ -34,7 +35,9 @@ def main() -> int:
                 run = _execute(Path(tmp), environment, "in_process")
             runs.append({"seed": int(seed), "sequential_route": sequential == "1", "status": run["status"],
                          "user_ndcg@10": run["user_ndcg@10"], "ease_ndcg@10": run["ease_baseline_ndcg@10"],
-                         "detail_next_ndcg@10": run["detail_next_ndcg@10"], "total_seconds": run["total_seconds"],
+                         "detail_next_ndcg@10": run["detail_next_ndcg@10"],
+                         "similar_next_ndcg@10": run["similar_next_ndcg@10"],
+                         "ease_row_of_query_ndcg@10": run["ease_row_of_query_ndcg@10"], "total_seconds": run["total_seconds"],
                          "sequential_model_seconds": run["assets"].get("sequential_model", {}).get("seconds"),
                          "checks_failed": sorted(c for c, r in run["checks"].items() if not r["passed"])})
             print(json.dumps(runs[-1]), flush=True)

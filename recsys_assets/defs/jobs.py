@@ -1,14 +1,21 @@
 """Jobs over the asset graph; each job's executor is configuration (``settings.executor``)."""
 
+import pkgutil
+from pathlib import Path
+
 import dagster as dg
 
 from recsys_assets import settings
 
 MONITORING = dg.AssetSelection.groups("monitoring")
 # each step's process forks from a server that has imported the definitions once, instead of
-# spawning a fresh interpreter that imports dagster, torch and lightgbm again for every step
+# spawning a fresh interpreter that imports dagster, torch and lightgbm again for every step. The
+# entry point imports the modules of this folder only when it builds the definitions, so they are
+# preloaded by name, with MLflow, which the registry and every gate check import when they run.
+DEFINITION_MODULES = ["recsys_assets.definitions", *(
+    f"{__package__}.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent)])), "mlflow"]
 MULTIPROCESS = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["recsys_assets.definitions"]}}}, name="multiprocess")
+    {"start_method": {"forkserver": {"preload_modules": DEFINITION_MODULES}}}, name="multiprocess")
 
 
 def executor_for(job_name: str) -> dg.ExecutorDefinition:
