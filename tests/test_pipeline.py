@@ -111,7 +111,11 @@ def test_bundle_manifest_checksums(run):
                                       "similar_ranker.txt", "content_neighbours.npz", "sequential.npz",
                                       "similar.npz", "catalog.parquet"}
     # two rankers, each with its requests and the parameters it was trained with
-    assert manifest["ranker"]["params"]["objective"] == "rank_xendcg"
+    # each ranker is the choice with the best out-of-fold ndcg@10
+    for ranker in (manifest["ranker"], manifest["similar_ranker"]):
+        scores = ranker["choices"]
+        assert set(scores) == {"rank_xendcg", "lambdarank"}
+        assert ranker["params"]["objective"] == max(scores, key=scores.get)
     # the user ranker learns from each user's list and first page; the similar ranker from up to
     # five pages per user, without the user
     assert 0 < manifest["ranker"]["requests"]["similar"] <= manifest["ranker"]["requests"]["user"]

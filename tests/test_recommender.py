@@ -273,3 +273,22 @@ def test_the_training_set_splits_into_requests_with_and_without_a_user(world):
             assert np.array_equal(part.candidates.items[mine], data.candidates.items[theirs])
             assert np.array_equal(part.candidates.features[mine], data.candidates.features[theirs])
             assert np.array_equal(part.labels[mine], data.labels[theirs])
+
+
+def test_the_ranker_is_the_choice_with_the_best_out_of_fold_ndcg(world):
+    from recsys_training.ranker import RANKER_CHOICES, train_ranker
+
+    _, _, comp = world
+    seen = comp.histories
+    labels = pd.DataFrame([(u, f"i{(int(u[1:]) % 2) * 10 + i}", 100 * DAY + i) for u in seen.users for i in range(10)],
+                          columns=["user_id", "item_id", "timestamp"])
+    data = training_set(comp, labels, per_route=20)
+    booster, info = train_ranker(data, seed=0, choices=("lambdarank", "rank_xendcg"))
+    assert set(info["choices"]) == {"lambdarank", "rank_xendcg"}
+    chosen = max(info["choices"], key=info["choices"].get)
+    assert info["params"] == RANKER_CHOICES[chosen] and info["valid_ndcg@10"] == pytest.approx(info["choices"][chosen])
+    alone, alone_info = train_ranker(data, seed=0, choices=(chosen,))
+    assert alone_info["rounds"] == info["rounds"]
+    assert np.array_equal(alone.predict(data.candidates.features), booster.predict(data.candidates.features))
+    with pytest.raises(ValueError, match="ranker choices"):
+        train_ranker(data, choices=("xgboost",))

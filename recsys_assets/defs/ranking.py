@@ -22,7 +22,7 @@ from recsys_training.components_fit import assemble_components, collaborative_de
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
 from recsys_training.ranker import (
-    DEFAULT_PARAMS,
+    DEFAULT_CHOICES,
     TrainingSet,
     first_page_requests,
     page_only_requests,
@@ -99,24 +99,23 @@ def recall_candidates(
 
 
 class RankerConfig(dg.Config):
-    """The rankers' LightGBM settings; the defaults are ``ranker.DEFAULT_PARAMS``, chosen over five
-    seeds on the validation fold (README, "Rankers"). ``similar_ranker``: a second ranker, trained
-    on the requests without a user only, ranks the requests whose only history is their page."""
+    """``choices``: the LightGBM settings (``ranker.RANKER_CHOICES``) each ranker is
+    cross-validated with on the validation users; the best out-of-fold ndcg@10 is fitted (README,
+    "Rankers"). ``similar_ranker``: a second ranker, trained on the requests without a user only,
+    ranks the requests whose only history is their page."""
 
-    objective: str = DEFAULT_PARAMS["objective"]
-    learning_rate: float = DEFAULT_PARAMS["learning_rate"]
-    num_leaves: int = DEFAULT_PARAMS["num_leaves"]
-    min_data_in_leaf: int = DEFAULT_PARAMS["min_data_in_leaf"]
+    choices: list[str] = list(DEFAULT_CHOICES)
     similar_ranker: bool = True
 
 
-def _train(data: TrainingSet, params: dict, dask: DaskResource) -> tuple[lgb.Booster, dict]:
+def _train(data: TrainingSet, choices: tuple[str, ...], dask: DaskResource) -> tuple[lgb.Booster, dict]:
     if dask.scheduler:
         with dask.client() as client:
-            booster, info = train_ranker(data, seed=settings.seed(), params=params, final_fit=dask_final_fit(client))
+            booster, info = train_ranker(data, seed=settings.seed(), choices=choices,
+                                         final_fit=dask_final_fit(client))
             info["trained_on"] = f"dask, {len(client.scheduler_info()['workers'])} workers"
     else:
-        booster, info = train_ranker(data, seed=settings.seed(), params=params)
+        booster, info = train_ranker(data, seed=settings.seed(), choices=choices)
         info["trained_on"] = "in process"
     return booster, info
 
@@ -135,24 +134,26 @@ def ranking_model(context: dg.AssetExecutionContext, config: RankerConfig, dask:
     chosen by early stopping on user folds; the final fit on the Dask cluster (LightGBM's Dask
     interface) when one is configured. Their parameters go into the bundle manifest and MLflow."""
     started = time.perf_counter()
-    params = config.model_dump(exclude={"similar_ranker"})
+    choices = tuple(config.choices)
     page_only = page_only_requests(recall_candidates)
     separate = config.similar_ranker and page_only.any()
     # the user ranker learns from the users' lists and their first pages, with or without the user:
     # that measured better for user lists than their lists alone (README, "Rankers")
-    booster, info = _train(requests_of(recall_candidates, first_page_requests(recall_candidates)), params, dask)
+    booster, info = _train(requests_of(recall_candidates, first_page_requests(recall_candidates)), choices, dask)
     out = {"model": booster.model_to_string(), "info": info}
     metadata = {
         **{k: v for k, v in info.items() if not isinstance(v, list | dict)},
         "fold_best_rounds": str(info["fold_best_rounds"]),
         "params": dg.MetadataValue.json(info["params"]),
+        "choices_valid_ndcg@10": dg.MetadataValue.json(info["choices"] or {}),
         "requests": dg.MetadataValue.json(info["requests"]),
         "feature_importance": _importance(booster),
     }
     if separate:
-        similar, similar_info = _train(requests_of(recall_candidates, page_only), params, dask)
+        similar, similar_info = _train(requests_of(recall_candidates, page_only), choices, dask)
         out |= {"similar_model": similar.model_to_string(), "similar_info": similar_info}
         metadata |= {"similar_rounds": similar_info["rounds"], "similar_auc": similar_info["auc"],
+                     "similar_objective": similar_info["params"]["objective"],
                      "similar_valid_ndcg@10": similar_info["valid_ndcg@10"],
                      "similar_requests": similar_info["requests"]["similar"],
                      "similar_feature_importance": _importance(similar)}
