@@ -16,12 +16,11 @@ from recsys_training.detail_next import next_item_cases
 # Each choice is cross-validated on the user folds and the one with the best out-of-fold ndcg@10
 # is fitted: rank_xendcg won on the sample and lambdarank on a synthetic set, and the out-of-fold
 # ndcg@10 ranked them as the test parts did on both (README, "Rankers").
+_SAMPLING = {"learning_rate": 0.05, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1}
 RANKER_CHOICES = {
-    "rank_xendcg": {"objective": "rank_xendcg", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 100,
-                    "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1},
-    "lambdarank": {"objective": "lambdarank", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
-                   "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
-                   "lambdarank_truncation_level": 20},
+    "rank_xendcg": {"objective": "rank_xendcg", "num_leaves": 15, "min_data_in_leaf": 100, **_SAMPLING},
+    "lambdarank": {"objective": "lambdarank", "num_leaves": 31, "min_data_in_leaf": 50,
+                   "lambdarank_truncation_level": 20, **_SAMPLING},
 }
 DEFAULT_CHOICES = ("rank_xendcg", "lambdarank")
 DEFAULT_PARAMS = RANKER_CHOICES["rank_xendcg"]
@@ -224,13 +223,12 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     fold_of = np.random.default_rng(seed).integers(0, folds, len(base_ids))[base_row]
     candidates = ({name: {**RANKER_CHOICES[name], **(params or {})} for name in choices} if choices
                   else {"given": {**DEFAULT_PARAMS, **(params or {})}})
-    results = {}
-    for name, learned in candidates.items():
-        config = {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
-        results[name] = _cross_validate(data, useful, fold_of, folds, config, max_rounds, patience)
+    configs = {name: {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
+               for name, learned in candidates.items()}
+    results = {name: _cross_validate(data, useful, fold_of, folds, config, max_rounds, patience)
+               for name, config in configs.items()}
     chosen = max(results, key=lambda name: results[name]["valid_ndcg@10"])  # the first on a tie
-    learned, measured = candidates[chosen], results[chosen]
-    config = {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
+    learned, measured, config = candidates[chosen], results[chosen], configs[chosen]
     rounds = max(10, int(np.mean(measured["fold_best_rounds"])))
     x_all, y_all, g_all = _subset(data, useful)
     final = final_fit(config, x_all, y_all, g_all, list(feature_names(data.candidates.route_table)), rounds)
