@@ -7,6 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from recsys_training.ranker import DEFAULT_CHOICES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,6 +120,14 @@ def ranker_max_users() -> int:
     users (with their /similar requests); 0 uses every user (default 5000: below it every user is
     used, above it the training rows stop growing with the user base)."""
     return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "5000"))
+
+
+def ranker_choices() -> list[str]:
+    """RECSYS_RANKER_CHOICES: comma-separated LightGBM settings (``ranker.RANKER_CHOICES``) each
+    ranker is cross-validated with, the better fitted; the default of ``ranking_model``'s
+    ``choices`` (default rank_xendcg,lambdarank)."""
+    value = os.environ.get("RECSYS_RANKER_CHOICES", ",".join(DEFAULT_CHOICES))
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def sequential_route() -> bool:

@@ -13,6 +13,9 @@ os.environ.setdefault("RECSYS_MIN_EVAL_USERS", "50")
 # the pipelines in tests train the sequential route for two epochs: its path runs, its quality is
 # tested in test_sequential.py
 os.environ.setdefault("RECSYS_SEQUENTIAL_EPOCHS", "2")
+# one ranker setting, not a choice of two, in the pipelines of tests: test_pipeline.py runs the
+# choice, test_recommender.py tests it
+os.environ.setdefault("RECSYS_RANKER_CHOICES", "rank_xendcg")
 if "RECSYS_RANKER_CACHE" not in os.environ:  # compiled rankers of test models stay out of ~/.cache
     os.environ["RECSYS_RANKER_CACHE"] = tempfile.mkdtemp(prefix="recsys-test-rankers-")
     atexit.register(shutil.rmtree, os.environ["RECSYS_RANKER_CACHE"], True)

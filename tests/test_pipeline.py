@@ -12,6 +12,7 @@ from recsys_assets.defs import evaluation as evaluation_defs
 from recsys_runtime.bundle import BundleError, load_bundle, verify_bundle
 from recsys_training.evaluation import user_shards
 from recsys_training.metrics import evaluate_lists
+from recsys_training.ranker import DEFAULT_CHOICES
 from tests.pipeline_helpers import materialize, metadata
 
 ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features", "user_features",
@@ -25,7 +26,9 @@ ASSETS = ["raw_items", "raw_interactions", "interactions_split", "item_features"
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize(tmp, instance=instance)
+    # this run chooses between both ranker settings (the other tests' pipelines use one, conftest)
+    choices = {"ops": {"ranking_model": {"config": {"choices": list(DEFAULT_CHOICES)}}}}
+    result = materialize(tmp, instance=instance, run_config=choices)
     return tmp, result, instance
 
 

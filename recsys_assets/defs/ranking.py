@@ -22,7 +22,6 @@ from recsys_training.components_fit import assemble_components, collaborative_de
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
 from recsys_training.ranker import (
-    DEFAULT_CHOICES,
     TrainingSet,
     first_page_requests,
     page_only_requests,
@@ -104,7 +103,7 @@ class RankerConfig(dg.Config):
     "Rankers"). ``similar_ranker``: a second ranker, trained on the requests without a user only,
     ranks the requests whose only history is their page."""
 
-    choices: list[str] = list(DEFAULT_CHOICES)
+    choices: list[str] = settings.ranker_choices()
     similar_ranker: bool = True
 
 
