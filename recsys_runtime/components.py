@@ -118,6 +118,11 @@ class Components:
             return np.zeros(len(items), dtype=bool)
         return self.categories[items][:, columns].getnnz(axis=1) > 0
 
+    @property
+    def now(self) -> int:
+        """The latest interaction's timestamp: the time of a request that brings none of its own."""
+        return int(self.histories.timestamps.max(initial=0))
+
     @cached_property
     def first_seen(self) -> np.ndarray:
         """Timestamp of each item's first interaction."""

@@ -109,7 +109,7 @@ class Recommender:
 
     @property
     def now(self) -> int:
-        return int(self.components.histories.timestamps.max(initial=0))
+        return self.components.now
 
     def _indices(self, ids: list | None) -> np.ndarray:
         if not ids:

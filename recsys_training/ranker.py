@@ -48,17 +48,23 @@ def user_requests(components: Components, user_ids: np.ndarray) -> Requests:
     )
 
 
-NEXT, SIMILAR = "#next", "#similar"  # suffixes of the ids of next-item training requests
+# suffixes of the ids of next-item training requests: a page with the user (at the user's last
+# interaction), a page without one asked as the service asks /similar (at the log's end: the
+# service cannot know a user's time), and the first of those pages at the user's time, which the
+# ranker of requests with a user learns from (README, "Rankers")
+NEXT, SIMILAR, PAGE_AT_USER_TIME = "#next", "#similar", "#page"
 
 
 def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: np.ndarray,
                         requests: Requests, kinds: tuple[str, ...],
                         pages_per_user: int = 1) -> tuple[Requests, list[str], list[tuple[int, int]]]:
     """Per user with at least 2 held-out items, more requests as the next-item detail page asks
-    them: the history with a held-out item as the page (``next``), and (as ``/similar``) that item
-    alone (``similar``); the held-out items after the page are their labels. The pages are the
-    user's first ``pages_per_user`` held-out items (at most all but the last). Returns the
-    extended requests, the extra ids and (request row, item) positives."""
+    them: the history with a held-out item as the page (``next``, at the user's last interaction),
+    and (as ``/similar``) that item alone (``similar``, at the log's end, as the service asks it;
+    the first page also at the user's time, ``PAGE_AT_USER_TIME``); the held-out items after the
+    page are their labels. The pages are the user's first ``pages_per_user`` held-out items (at
+    most all but the last). Returns the extended requests, the extra ids and (request row, item)
+    positives."""
     cases = next_item_cases(labels)
     rows_of = {u: i for i, u in enumerate(user_ids)}
     histories, anchors, as_of, exclude = list(requests.histories), list(requests.anchors), list(requests.as_of), \
@@ -74,13 +80,16 @@ def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: 
             if anchor < 0:
                 continue
             relevant = np.unique(held_out[page + 1:])
-            for suffix, history in ((NEXT, requests.histories[row]), (SIMILAR, np.array([anchor], np.int32))):
-                if suffix[1:] not in kinds:
-                    continue
+            page_only = np.array([anchor], np.int32)
+            kinds_here = [(NEXT, requests.histories[row], requests.as_of[row])] if NEXT[1:] in kinds else []
+            if SIMILAR[1:] in kinds:
+                kinds_here += [(PAGE_AT_USER_TIME, page_only, requests.as_of[row])] if page == 0 else []
+                kinds_here.append((SIMILAR, page_only, components.now))
+            for suffix, history, time in kinds_here:
                 request = len(histories)
                 histories.append(history)
                 anchors.append(anchor)
-                as_of.append(requests.as_of[row])
+                as_of.append(time)
                 exclude.append(np.array([anchor], np.int64))
                 ids.append(user + suffix + (str(page) if page else ""))
                 positives += [(request, int(item)) for item in relevant if item >= 0]
@@ -141,7 +150,7 @@ def page_only_requests(data: TrainingSet) -> np.ndarray:
 def first_page_requests(data: TrainingSet) -> np.ndarray:
     """Per request, whether it is a user's list or a user's first next-item page: what the ranker
     of requests with a user learns from (``pages_per_user`` adds pages for the similar ranker)."""
-    return np.array(["#" not in u or u.endswith((NEXT, SIMILAR)) for u in data.user_ids], dtype=bool)
+    return np.array(["#" not in u or u.endswith((NEXT, PAGE_AT_USER_TIME)) for u in data.user_ids], dtype=bool)
 
 
 def requests_of(data: TrainingSet, keep: np.ndarray) -> TrainingSet:
@@ -242,7 +251,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         "positive_rate": float(y_all.mean()),
         "labels_in_candidates": int(data.labels.sum()),
         "requests": {kind: int(sum(suffix in u for u in data.user_ids)) for kind, suffix in
-                     (("next_item", NEXT), ("similar", SIMILAR))} | {
+                     (("next_item", NEXT), ("similar", SIMILAR), ("page_at_user_time", PAGE_AT_USER_TIME))} | {
             "user": int(sum("#" not in u for u in data.user_ids))},
     }
     return final, info

@@ -119,11 +119,12 @@ def test_bundle_manifest_checksums(run):
         scores = ranker["choices"]
         assert set(scores) == {"rank_xendcg", "lambdarank"}
         assert ranker["params"]["objective"] == max(scores, key=scores.get)
-    # the user ranker learns from each user's list and first page; the similar ranker from up to
-    # five pages per user, without the user
-    assert 0 < manifest["ranker"]["requests"]["similar"] <= manifest["ranker"]["requests"]["user"]
-    assert manifest["similar_ranker"]["requests"]["user"] == 0
-    assert manifest["similar_ranker"]["requests"]["similar"] > manifest["ranker"]["requests"]["similar"]
+    # the user ranker learns from each user's list and first page at the user's time; the similar
+    # ranker from up to five pages per user, without the user, at the log's end
+    user_ranker, similar_ranker = manifest["ranker"]["requests"], manifest["similar_ranker"]["requests"]
+    assert 0 < user_ranker["page_at_user_time"] <= user_ranker["user"] and user_ranker["similar"] == 0
+    assert similar_ranker["user"] == similar_ranker["page_at_user_time"] == 0
+    assert similar_ranker["similar"] > user_ranker["page_at_user_time"]
     assert load_bundle(bundle).similar_ranker is not None
     # the tests train the sequential route for two epochs (conftest); the manifest records its settings
     assert manifest["sequential"]["epochs"] == 2 and manifest["sequential"]["windows"] > 0

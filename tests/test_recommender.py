@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_runtime.candidates import FEATURES, generate, route_names
+from recsys_runtime.candidates import FEATURES, Requests, generate, route_names
 from recsys_runtime.recommender import Recommender
 from recsys_training.components_fit import fit_components
 from recsys_training.ranker import training_set, user_requests
@@ -166,8 +166,8 @@ def test_next_item_training_requests_are_labelled_with_the_other_held_out_items(
     labels = pd.DataFrame({"user_id": ["u0"] * 4, "item_id": [query, *later],
                            "timestamp": [stamps[-1] + 1, stamps[-1] + 2, stamps[-1] + 3, stamps[-1] + 4]})
     data = training_set(comp, labels, per_route=20, extra=("next", "similar"))
-    assert list(data.user_ids) == ["u0", "u0#next", "u0#similar"]
-    for row in (1, 2):
+    assert list(data.user_ids) == ["u0", "u0#next", "u0#page", "u0#similar"]
+    for row in (1, 2, 3):
         mine = data.candidates.rows == row
         proposed = set(comp.items[data.candidates.items[mine]].tolist())
         assert query not in proposed  # the page's own item is never proposed
@@ -175,6 +175,28 @@ def test_next_item_training_requests_are_labelled_with_the_other_held_out_items(
         assert labelled == proposed & set(later)
     with pytest.raises(ValueError, match="extra training requests"):
         training_set(comp, labels, extra=("nearby",))
+
+
+def test_next_item_training_requests_have_the_features_the_service_would_give_them(world):
+    """A page with the user is asked at the user's last interaction; a page without one at the
+    log's end, as the service asks /similar (it cannot know the user's time), and the first page
+    also at the user's time, for the ranker of requests with a user."""
+    _, _, comp = world
+    history, stamps = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
+    outside = [i for i in comp.items.tolist() if i not in set(comp.items[history].tolist())]
+    labels = pd.DataFrame({"user_id": ["u0"] * 3, "item_id": outside[:3],
+                           "timestamp": [stamps[-1] + t for t in (1, 2, 3)]})
+    data = training_set(comp, labels, per_route=20, extra=("next", "similar"))
+    page = int(comp.item_index(np.array([outside[0]]))[0])
+    assert comp.now > stamps[-1] + 30 * DAY  # u0 is the earliest user: the two times differ
+    assert list(data.user_ids) == ["u0", "u0#next", "u0#page", "u0#similar"]
+    for row, served_history, as_of in ((1, history, stamps[-1]), (2, np.array([page]), stamps[-1]),
+                                       (3, np.array([page]), comp.now)):
+        served = generate(comp, Requests([served_history], np.array([page]), np.array([as_of]), [np.array([page])]),
+                          per_route=20)
+        mine = data.candidates.rows == row
+        assert np.array_equal(data.candidates.items[mine], served.items)
+        assert np.array_equal(data.candidates.features[mine], served.features)
 
 
 def test_more_pages_per_user_make_each_held_out_item_a_page_labelled_with_the_items_after_it(world):
@@ -185,14 +207,14 @@ def test_more_pages_per_user_make_each_held_out_item_a_page_labelled_with_the_it
                            "timestamp": [stamps[-1] + t for t in (1, 2, 3, 4)]})
     one = training_set(comp, labels, per_route=20, extra=("similar",))
     data = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=10)  # capped at 3
-    assert list(data.user_ids) == ["u0", "u0#similar", "u0#similar1", "u0#similar2"]
-    for row, page in enumerate(held_out[:3], start=1):
+    assert list(data.user_ids) == ["u0", "u0#page", "u0#similar", "u0#similar1", "u0#similar2"]
+    for row, page in ((1, held_out[0]), *enumerate(held_out[:3], start=2)):
         mine = data.candidates.rows == row
         proposed = set(comp.items[data.candidates.items[mine]].tolist())
         assert page not in proposed
         labelled = set(comp.items[data.candidates.items[mine & (data.labels == 1)]].tolist())
         assert labelled == proposed & set(held_out[held_out.index(page) + 1:])
-    first = data.candidates.rows <= 1  # one page per user is the start of the longer set
+    first = data.candidates.rows <= 2  # one page per user is the start of the longer set
     assert np.array_equal(data.candidates.items[first], one.candidates.items)
     assert np.array_equal(data.labels[first], one.labels)
 
@@ -255,7 +277,7 @@ def test_requests_whose_only_history_is_their_page_go_to_the_similar_ranker(worl
 
 
 def test_the_training_set_splits_into_requests_with_and_without_a_user(world):
-    from recsys_training.ranker import page_only_requests, requests_of
+    from recsys_training.ranker import first_page_requests, page_only_requests, requests_of
 
     _, _, comp = world
     history, stamps = comp.histories.row(comp.histories.user_index(np.array(["u0"]))[0])
@@ -265,6 +287,8 @@ def test_the_training_set_splits_into_requests_with_and_without_a_user(world):
     data = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=2)
     page_only = page_only_requests(data)
     assert list(data.user_ids[page_only]) == ["u0#similar", "u0#similar1"]
+    # the ranker of requests with a user learns from the lists and the first page at the user's time
+    assert list(data.user_ids[first_page_requests(data)]) == ["u0", "u1", "u0#page"]
     for keep in (page_only, ~page_only):
         part = requests_of(data, keep)
         assert list(part.user_ids) == list(data.user_ids[keep])
