@@ -27,7 +27,7 @@ BASE_FEATURES = (
     "collaborative_score", "collaborative_rel", "covisitation_score", "covisitation_rel",
     "content_score", "anchor_collaborative", "anchor_covisitation", "anchor_content",
     "log_count", "trend_7d", "trend_30d", "trend_365d", "item_age_days", "item_mean_value",
-    "category_affinity", "log_history_length", "popularity_gap", "era_gap_days",
+    "category_affinity", "log_history_length",
 )
 # the features computed per candidate by ``kernels.item_features``, in the order it writes them
 ITEM_FEATURES = ("content_score", "anchor_content", "log_count", "trend_7d", "trend_30d", "trend_365d",
@@ -308,31 +308,11 @@ def candidate_features(components: Components, requests: Requests, rows: np.ndar
         components.log_counts, components.first_seen, components.item_mean_value,
         components.categories.indptr, components.categories.indices, components.categories.data,
         np.ascontiguousarray(user_categories, np.float32), components.category_counts, float(DAY))
-    _taste_gaps(components, requests, rows, cols, features, position)
     if image_profiles is not None:
         _image_features(components, anchors, rows, cols, image_profiles, features, position)
     if sequences is not None and "sequential_score" in position:
         _sequential_features(components, rows, cols, sequences, features, position)
     return features
-
-
-def _taste_gaps(components: Components, requests: Requests, rows: np.ndarray, cols: np.ndarray,
-                features: np.ndarray, position: dict[str, int]) -> None:
-    """How far each candidate is from what its request's history usually holds: its log
-    popularity minus the history's mean (``popularity_gap``) and its first interaction minus the
-    history items' mean first interaction, in days (``era_gap_days``); both 0 without a history.
-    The means read the latest ``STATE_HISTORY`` items, as a state does."""
-    log_counts, first_seen = components.log_counts, components.first_seen
-    popularity = np.zeros(len(requests.histories), np.float64)
-    era = np.zeros(len(requests.histories), np.float64)
-    known = np.zeros(len(requests.histories), bool)
-    for row, history in enumerate(requests.histories):
-        latest = np.asarray(history, dtype=np.int64)[-STATE_HISTORY:]
-        if len(latest):
-            popularity[row], era[row], known[row] = log_counts[latest].mean(), first_seen[latest].mean(), True
-    has = known[rows]
-    features[:, position["popularity_gap"]] = np.where(has, log_counts[cols] - popularity[rows], 0.0)
-    features[:, position["era_gap_days"]] = np.where(has, (first_seen[cols] - era[rows]) / DAY, 0.0)
 
 
 def _sequential_features(components: Components, rows: np.ndarray, cols: np.ndarray, sequences: np.ndarray,
