@@ -118,9 +118,10 @@ class Components:
             return np.zeros(len(items), dtype=bool)
         return self.categories[items][:, columns].getnnz(axis=1) > 0
 
-    @property
+    @cached_property
     def now(self) -> int:
-        """The latest interaction's timestamp: the time of a request that brings none of its own."""
+        """The latest interaction's timestamp: the time of a request that brings none of its own
+        (computed once: a scan of the whole log per request would grow with the log)."""
         return int(self.histories.timestamps.max(initial=0))
 
     @cached_property

@@ -80,12 +80,15 @@ def _next_item_requests(components: Components, labels: pd.DataFrame, user_ids: 
             if anchor < 0:
                 continue
             relevant = np.unique(held_out[page + 1:])
-            page_only = np.array([anchor], np.int32)
-            kinds_here = [(NEXT, requests.histories[row], requests.as_of[row])] if NEXT[1:] in kinds else []
+            page_only, user_time = np.array([anchor], np.int32), requests.as_of[row]
+            asked = []  # (id suffix, history, time) of each request of this page
+            if NEXT[1:] in kinds:
+                asked.append((NEXT, requests.histories[row], user_time))
             if SIMILAR[1:] in kinds:
-                kinds_here += [(PAGE_AT_USER_TIME, page_only, requests.as_of[row])] if page == 0 else []
-                kinds_here.append((SIMILAR, page_only, components.now))
-            for suffix, history, time in kinds_here:
+                if page == 0:
+                    asked.append((PAGE_AT_USER_TIME, page_only, user_time))
+                asked.append((SIMILAR, page_only, components.now))
+            for suffix, history, time in asked:
                 request = len(histories)
                 histories.append(history)
                 anchors.append(anchor)
@@ -148,8 +151,9 @@ def page_only_requests(data: TrainingSet) -> np.ndarray:
 
 
 def first_page_requests(data: TrainingSet) -> np.ndarray:
-    """Per request, whether it is a user's list or a user's first next-item page: what the ranker
-    of requests with a user learns from (``pages_per_user`` adds pages for the similar ranker)."""
+    """Per request, whether it is a user's list or a user's first next-item page at the user's time
+    (with the user, or ``PAGE_AT_USER_TIME``): what the ranker of requests with a user learns from
+    (``pages_per_user`` adds pages, at the log's end, for the similar ranker)."""
     return np.array(["#" not in u or u.endswith((NEXT, PAGE_AT_USER_TIME)) for u in data.user_ids], dtype=bool)
 
 
