@@ -259,3 +259,31 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
             "user": int(sum("#" not in u for u in data.user_ids))},
     }
     return final, info
+
+
+@dataclass
+class Rankers:
+    """The ranker of requests with a history of their own and, when trained, the ranker of pages
+    without a user (``/similar``), each with its ``train_ranker`` info."""
+
+    user: lgb.Booster
+    user_info: dict
+    similar: lgb.Booster | None = None
+    similar_info: dict | None = None
+
+
+def train_rankers(data: TrainingSet, seed: int = 0, choices: tuple[str, ...] | None = None,
+                  params: dict | None = None, similar_ranker: bool = True,
+                  final_fit=_fit_in_process) -> Rankers:
+    """The pipeline's rankers (README, "Rankers"): the user ranker learns from the users' lists and
+    their first pages (``first_page_requests``); with ``similar_ranker`` and pages without a user
+    in ``data``, a second ranker learns from those pages alone (``page_only_requests``). The other
+    arguments go to ``train_ranker`` for both."""
+    user, user_info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed, params=params,
+                                   final_fit=final_fit, choices=choices)
+    rankers = Rankers(user, user_info)
+    page_only = page_only_requests(data)
+    if similar_ranker and page_only.any():
+        rankers.similar, rankers.similar_info = train_ranker(requests_of(data, page_only), seed=seed, params=params,
+                                                             final_fit=final_fit, choices=choices)
+    return rankers

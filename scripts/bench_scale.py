@@ -35,7 +35,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training import promotion, synthetic
 from recsys_training.components_fit import collaborative_description, fit_components
-from recsys_training.ranker import train_ranker, training_set
+from recsys_training.ranker import DEFAULT_CHOICES, train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, protocol_folds
 from scripts.bench_serving import free_port, paths_file, pinned, server_command, wait_ready, wrk
 
@@ -45,29 +45,40 @@ SYNTHETIC = {  # users, catalog items, requested interactions
 }
 REQUESTS = 1_000
 SIMILAR_PRECOMPUTE = 10_000
+PAGES_PER_USER = 5  # the pipeline's default (``TrainingRequestsConfig``)
 WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 
 
 def build_synthetic(name: str, target: Path) -> dict:
-    """Train and save a bundle for one synthetic set as the pipeline does (validation fold for the
-    ranker, serving fold for the bundle); returns what it cost."""
+    """Train and save a bundle for one synthetic set as the pipeline does with its defaults: every
+    route including the sequential one, the candidates of the validation users' lists and next-item
+    pages, both rankers chosen among ``DEFAULT_CHOICES`` on the validation fold, the serving fold's
+    routes in the bundle. Returns what it cost."""
     users, items, interactions = SYNTHETIC[name]
     started = time.perf_counter()
     tables = synthetic.generate(users, items, interactions, seed=0)
     catalog = tables.items.rows
     folds = protocol_folds(tables.interactions.rows)
     vectors = synthetic.item_vectors(catalog, seed=0)
-    validation = fit_components(folds[VALIDATION].train, catalog, vectors)
-    booster, info = train_ranker(training_set(validation, folds[VALIDATION].test), seed=0)
+    validation = fit_components(folds[VALIDATION].train, catalog, vectors, sequential_params={})
+    data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=PAGES_PER_USER)
     del validation
-    serving = fit_components(folds[SERVING].train, catalog, vectors)
-    recommender = Recommender(serving, serving_ranker(booster, ServiceSettings().ranker_cache_dir), version=name)
+    rankers = train_rankers(data, seed=0, choices=DEFAULT_CHOICES)
+    del data
+    serving = fit_components(folds[SERVING].train, catalog, vectors, sequential_params={})
+    cache = ServiceSettings().ranker_cache_dir
+    recommender = Recommender(serving, serving_ranker(rankers.user, cache), version=name,
+                              similar_ranker=serving_ranker(rankers.similar, cache))
     recommender.precompute_similar(SIMILAR_PRECOMPUTE)
-    save_bundle(serving, booster, target, {"version": name, "ranker": info, "per_route": 100,
-                                           "catalog_items": int(len(catalog)), "item_vectors": "synthetic topics",
-                                           "collaborative": collaborative_description()},
-                similar=recommender.similar_table)
-    return {"build_seconds": round(time.perf_counter() - started, 1)}
+    save_bundle(serving, rankers.user, target,
+                {"version": name, "ranker": rankers.user_info, "similar_ranker": rankers.similar_info,
+                 "per_route": 100, "catalog_items": int(len(catalog)), "item_vectors": "synthetic topics",
+                 "collaborative": collaborative_description()},
+                similar=recommender.similar_table, similar_ranker=rankers.similar)
+    return {"build_seconds": round(time.perf_counter() - started, 1),
+            "rankers": {"user": rankers.user_info["params"]["objective"],
+                        "similar": rankers.similar_info["params"]["objective"]},
+            "trees": {"user": rankers.user_info["rounds"], "similar": rankers.similar_info["rounds"]}}
 
 
 def sample_bundle() -> Path:

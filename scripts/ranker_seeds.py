@@ -37,7 +37,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training.components_fit import fit_components
 from recsys_training.evaluation import evaluate
-from recsys_training.ranker import first_page_requests, page_only_requests, requests_of, train_ranker, training_set
+from recsys_training.ranker import train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
@@ -77,11 +77,9 @@ def main() -> int:
             started = time.perf_counter()
             runs = []
             for seed in seeds:
-                page_only = page_only_requests(data)
-                booster, info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed,
-                                             params=params)
-                similar = (serving_ranker(train_ranker(requests_of(data, page_only), seed=seed, params=params)[0],
-                                          cache) if separate else None)
+                rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate)
+                booster, info = rankers.user, rankers.user_info
+                similar = serving_ranker(rankers.similar, cache) if rankers.similar is not None else None
                 recommender = Recommender(serving, serving_ranker(booster, cache), similar_ranker=similar,
                                           version=f"seed-{seed}")
                 summary = evaluate(recommender, folds[SERVING], with_baselines=False)

@@ -21,14 +21,7 @@ from recsys_runtime.sequential import SequentialModel
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
-from recsys_training.ranker import (
-    TrainingSet,
-    first_page_requests,
-    page_only_requests,
-    requests_of,
-    train_ranker,
-    training_set,
-)
+from recsys_training.ranker import Rankers, TrainingSet, train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 
@@ -107,16 +100,20 @@ class RankerConfig(dg.Config):
     similar_ranker: bool = True
 
 
-def _train(data: TrainingSet, choices: tuple[str, ...], dask: DaskResource) -> tuple[lgb.Booster, dict]:
+def _train(data: TrainingSet, config: RankerConfig, dask: DaskResource) -> Rankers:
+    choices = tuple(config.choices)
     if dask.scheduler:
         with dask.client() as client:
-            booster, info = train_ranker(data, seed=settings.seed(), choices=choices,
-                                         final_fit=dask_final_fit(client))
-            info["trained_on"] = f"dask, {len(client.scheduler_info()['workers'])} workers"
+            rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker,
+                                    final_fit=dask_final_fit(client))
+            trained_on = f"dask, {len(client.scheduler_info()['workers'])} workers"
     else:
-        booster, info = train_ranker(data, seed=settings.seed(), choices=choices)
-        info["trained_on"] = "in process"
-    return booster, info
+        rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker)
+        trained_on = "in process"
+    for info in (rankers.user_info, rankers.similar_info):
+        if info is not None:
+            info["trained_on"] = trained_on
+    return rankers
 
 
 def _importance(booster: lgb.Booster) -> dg.MetadataValue:
@@ -133,12 +130,8 @@ def ranking_model(context: dg.AssetExecutionContext, config: RankerConfig, dask:
     chosen by early stopping on user folds; the final fit on the Dask cluster (LightGBM's Dask
     interface) when one is configured. Their parameters go into the bundle manifest and MLflow."""
     started = time.perf_counter()
-    choices = tuple(config.choices)
-    page_only = page_only_requests(recall_candidates)
-    separate = config.similar_ranker and page_only.any()
-    # the user ranker learns from the users' lists and their first pages, with or without the user:
-    # that measured better for user lists than their lists alone (README, "Rankers")
-    booster, info = _train(requests_of(recall_candidates, first_page_requests(recall_candidates)), choices, dask)
+    rankers = _train(recall_candidates, config, dask)
+    booster, info = rankers.user, rankers.user_info
     out = {"model": booster.model_to_string(), "info": info}
     metadata = {
         **{k: v for k, v in info.items() if not isinstance(v, list | dict)},
@@ -148,8 +141,8 @@ def ranking_model(context: dg.AssetExecutionContext, config: RankerConfig, dask:
         "requests": dg.MetadataValue.json(info["requests"]),
         "feature_importance": _importance(booster),
     }
-    if separate:
-        similar, similar_info = _train(requests_of(recall_candidates, page_only), choices, dask)
+    if rankers.similar is not None:
+        similar, similar_info = rankers.similar, rankers.similar_info
         out |= {"similar_model": similar.model_to_string(), "similar_info": similar_info}
         metadata |= {"similar_rounds": similar_info["rounds"], "similar_auc": similar_info["auc"],
                      "similar_objective": similar_info["params"]["objective"],
