@@ -132,6 +132,13 @@ def ranker_max_users() -> int:
     return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "5000"))
 
 
+def ranker_max_pages() -> int:
+    """RECSYS_RANKER_MAX_PAGES: at most this many next-item pages in the rankers' training
+    requests; above it each sampled user gives fewer pages than ``pages_per_user`` (at least one).
+    0: no limit. Default 10000: the sample (610 users x 5 pages) is below it."""
+    return int(os.environ.get("RECSYS_RANKER_MAX_PAGES", "10000"))
+
+
 def ranker_choices() -> list[str]:
     """RECSYS_RANKER_CHOICES: comma-separated LightGBM settings (``ranker.RANKER_CHOICES``) each
     ranker is cross-validated with, the better fitted; the default of ``ranking_model``'s

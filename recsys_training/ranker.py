@@ -111,18 +111,22 @@ def sample_users(user_ids: np.ndarray, max_users: int | None, seed: int) -> np.n
 
 def training_set(components: Components, labels: pd.DataFrame, per_route: int = 100,
                  extra: tuple[str, ...] = (), max_users: int | None = None, seed: int = 0,
-                 pages_per_user: int = 1) -> TrainingSet:
+                 pages_per_user: int = 1, max_pages: int | None = None) -> TrainingSet:
     """Candidates for every user in ``labels`` (user_id, item_id[, timestamp]), labelled 1 when
     held out. ``extra``: also the next-item detail page's requests (``_next_item_requests``):
     ``next`` (anchored outside the history) and/or ``similar`` (no user). ``max_users``: a seeded
     sample of that many users (with their extra requests) instead of all of them, so the cost
     of the candidates and of the ranker's fit stops growing with the users. ``pages_per_user``:
-    how many of a user's first held-out items become next-item pages."""
+    how many of a user's first held-out items become next-item pages; ``max_pages``: fewer per user
+    (at least one) when the users times ``pages_per_user`` would exceed it, so the similar ranker's
+    rows stop growing with the users too."""
     unknown = sorted(set(extra) - {NEXT[1:], SIMILAR[1:]})
     if unknown:
         raise ValueError(f"extra training requests {unknown}: use next and/or similar")
     user_ids = np.unique(labels["user_id"].to_numpy().astype(str))
     user_ids = sample_users(user_ids[components.histories.user_index(user_ids) >= 0], max_users, seed)
+    if max_pages is not None:
+        pages_per_user = min(pages_per_user, max(1, max_pages // max(1, len(user_ids))))
     requests = user_requests(components, user_ids)
     label_users = labels["user_id"].to_numpy().astype(str)
     label_rows = np.searchsorted(user_ids, label_users)

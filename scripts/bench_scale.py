@@ -45,7 +45,8 @@ SYNTHETIC = {  # users, catalog items, requested interactions
 }
 REQUESTS = 1_000
 SIMILAR_PRECOMPUTE = 10_000
-PAGES_PER_USER = 5  # the pipeline's default (``TrainingRequestsConfig``)
+PAGES_PER_USER = 5  # the pipeline's defaults (``TrainingRequestsConfig``, RECSYS_RANKER_MAX_USERS and _PAGES)
+MAX_USERS, MAX_PAGES = 5_000, 10_000
 WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 
 
@@ -61,7 +62,8 @@ def build_synthetic(name: str, target: Path) -> dict:
     folds = protocol_folds(tables.interactions.rows)
     vectors = synthetic.item_vectors(catalog, seed=0)
     validation = fit_components(folds[VALIDATION].train, catalog, vectors, sequential_params={})
-    data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=PAGES_PER_USER)
+    data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=PAGES_PER_USER,
+                        max_users=MAX_USERS, seed=0, max_pages=MAX_PAGES)
     del validation
     rankers = train_rankers(data, seed=0, choices=DEFAULT_CHOICES)
     del data

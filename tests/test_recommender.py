@@ -243,6 +243,27 @@ def test_a_sampled_training_set_holds_the_sampled_users_rows_unchanged(world):
         training_set(comp, labels, per_route=20).user_ids.tolist()
 
 
+def test_max_pages_gives_each_user_fewer_pages_never_none(world):
+    train, _, comp = world
+    seen = train.groupby("user_id")["item_id"].apply(set)
+    labels = pd.DataFrame([(u, f"i{i}", 100 * DAY + i) for u in seen.index for i in range(20)
+                           if f"i{i}" not in seen[u]], columns=["user_id", "item_id", "timestamp"])
+    users = len(seen)
+
+    def pages(data) -> int:
+        return sum("#similar" in u for u in data.user_ids)
+
+    full = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=4)
+    assert pages(full) == 4 * users
+    capped = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=4, max_pages=2 * users + 1)
+    assert pages(capped) == 2 * users
+    assert set(capped.user_ids) <= set(full.user_ids)
+    floor = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=4, max_pages=1)
+    assert pages(floor) == users
+    unchanged = training_set(comp, labels, per_route=20, extra=("similar",), pages_per_user=4, max_pages=4 * users)
+    assert unchanged.user_ids.tolist() == full.user_ids.tolist()
+
+
 def _booster_preferring(comp, odd: bool):
     """A real LightGBM ranker trained to put one category's items first."""
     import lightgbm as lgb

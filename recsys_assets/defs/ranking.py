@@ -39,11 +39,13 @@ class TrainingRequestsConfig(dg.Config):
     detail page's, ``next`` (with the user) and ``similar`` (without, as /similar asks). The
     default, ``similar``, is what measured best (README, "Detail page, next item").
     ``max_users``: learn from a seeded sample of that many users (0: all of them).
-    ``pages_per_user``: how many of a user's first held-out items become next-item pages."""
+    ``pages_per_user``: how many of a user's first held-out items become next-item pages.
+    ``max_pages``: at most this many pages in all (fewer per user above it; 0: no limit)."""
 
     extra: list[str] = ["similar"]
     max_users: int = settings.ranker_max_users()
     pages_per_user: int = 5
+    max_pages: int = settings.ranker_max_pages()
 
 
 @dg.asset(group_name="ranking", kinds={"numpy"})
@@ -68,7 +70,7 @@ def recall_candidates(
                              covisitation_index, content_index, popular_items, item_image_vectors, sequential_model)
     data = training_set(components, interactions_split[VALIDATION].test, extra=tuple(config.extra),
                         max_users=config.max_users or None, seed=settings.seed(),
-                        pages_per_user=config.pages_per_user)
+                        pages_per_user=config.pages_per_user, max_pages=config.max_pages or None)
     rows = []
     for bit, route in enumerate(r.name for r in data.candidates.route_table):
         proposed = ((data.candidates.routes >> bit) & 1).astype(bool)
