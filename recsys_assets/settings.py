@@ -127,16 +127,17 @@ def similar_precompute_items() -> int:
 
 def ranker_max_users() -> int:
     """RECSYS_RANKER_MAX_USERS: the ranker learns from a seeded sample of this many validation
-    users (with their /similar requests); 0 uses every user (default 5000: below it every user is
+    users (with their /similar requests); 0 uses every user (default 2000: below it every user is
     used, above it the training rows stop growing with the user base)."""
-    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "5000"))
+    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "2000"))
 
 
 def ranker_max_pages() -> int:
     """RECSYS_RANKER_MAX_PAGES: at most this many next-item pages in the rankers' training
     requests; above it each sampled user gives fewer pages than ``pages_per_user`` (at least one).
-    0: no limit. Default 10000: the sample (610 users x 5 pages) is below it."""
-    return int(os.environ.get("RECSYS_RANKER_MAX_PAGES", "10000"))
+    0: no limit. Default 8000: the sample (610 users x 5 pages) and the 1,500-user synthetic sets
+    of ``scripts/synthetic_quality.py`` are below it."""
+    return int(os.environ.get("RECSYS_RANKER_MAX_PAGES", "8000"))
 
 
 def ranker_choices() -> list[str]:

@@ -46,7 +46,7 @@ SYNTHETIC = {  # users, catalog items, requested interactions
 REQUESTS = 1_000
 SIMILAR_PRECOMPUTE = 10_000
 PAGES_PER_USER = 5  # the pipeline's defaults (``TrainingRequestsConfig``, RECSYS_RANKER_MAX_USERS and _PAGES)
-MAX_USERS, MAX_PAGES = 5_000, 10_000
+MAX_USERS, MAX_PAGES = 2_000, 8_000
 WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 
 
