@@ -1,7 +1,7 @@
 """The MiniLM sentence encoder run by ONNX Runtime instead of torch: the same transformer,
 exported once from the installed model and kept in a cache directory, mean-pooled and
 normalised as the sentence-transformers model is. The vectors equal torch's to float rounding
-(tested); ONNX Runtime's fused kernels make it faster on CPU (README, "Pipeline").
+(tested); its speed against torch is measured in the README ("Pipeline").
 """
 
 from __future__ import annotations
