@@ -94,11 +94,14 @@ def ranker_cache() -> Path | None:
 
 
 def configure_libraries() -> None:
-    """Library behaviour set through the environment, for this process only: MLflow gives up on an
-    unreachable server at once (no retries, 5 s timeout) instead of retrying for minutes, and
-    Hugging Face never reaches for the network (the MiniLM model is installed as a package)."""
+    """Library behaviour set through the environment, for this process and the processes it
+    starts: MLflow gives up on an unreachable server at once (no retries, 5 s timeout) instead of
+    retrying for minutes; Hugging Face never reaches for the network (the MiniLM model is installed
+    as a package); and OpenMP threads (LightGBM, torch) sleep when they wait instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``), so steps, workers and services that share the cores do not take
+    each other's time (README, "Tests and shared cores"). Set before LightGBM or torch is loaded."""
     for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
-                        ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
+                        ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("OMP_WAIT_POLICY", "PASSIVE")):
         os.environ.setdefault(name, value)
 
 

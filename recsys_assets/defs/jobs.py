@@ -11,9 +11,13 @@ MONITORING = dg.AssetSelection.groups("monitoring")
 # each step's process forks from a server that has imported the definitions once, instead of
 # spawning a fresh interpreter that imports dagster, torch and lightgbm again for every step. The
 # entry point imports the modules of this folder only when it builds the definitions, so they are
-# preloaded by name, with MLflow, which the registry and every gate check import when they run.
+# preloaded by name, with the libraries that steps import when they run: MLflow (the registry and
+# every gate check), torch and sentence-transformers (embeddings, the sequential route), LightGBM
+# and ONNX Runtime. None of them starts a thread when imported, so the forks stay safe.
+HEAVY_LIBRARIES = ["mlflow", "torch", "sentence_transformers", "lightgbm", "onnxruntime"]
 DEFINITION_MODULES = ["recsys_assets.definitions", *(
-    f"{__package__}.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent)])), "mlflow"]
+    f"{__package__}.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent)])),
+    *HEAVY_LIBRARIES]
 MULTIPROCESS = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": DEFINITION_MODULES}}}, name="multiprocess")
 
