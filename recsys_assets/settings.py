@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from recsys_training.ranker import DEFAULT_CHOICES
+from recsys_training.ranker import DEFAULT_CHOICES, DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ def ranker_max_users() -> int:
     """RECSYS_RANKER_MAX_USERS: the ranker learns from a seeded sample of this many validation
     users (with their /similar requests); 0 uses every user (default 2000: below it every user is
     used, above it the training rows stop growing with the user base)."""
-    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", "2000"))
+    return int(os.environ.get("RECSYS_RANKER_MAX_USERS", str(DEFAULT_MAX_USERS)))
 
 
 def ranker_max_pages() -> int:
@@ -140,7 +140,7 @@ def ranker_max_pages() -> int:
     requests; above it each sampled user gives fewer pages than ``pages_per_user`` (at least one).
     0: no limit. Default 8000: the sample (610 users x 5 pages) and the 1,500-user synthetic sets
     of ``scripts/synthetic_quality.py`` are below it."""
-    return int(os.environ.get("RECSYS_RANKER_MAX_PAGES", "8000"))
+    return int(os.environ.get("RECSYS_RANKER_MAX_PAGES", str(DEFAULT_MAX_PAGES)))
 
 
 def ranker_choices() -> list[str]:

@@ -23,6 +23,8 @@ RANKER_CHOICES = {
                    "lambdarank_truncation_level": 20, **_SAMPLING},
 }
 DEFAULT_CHOICES = ("rank_xendcg", "lambdarank")
+# the training requests' defaults: users sampled, next-item pages per user and in all (README, "Rankers")
+DEFAULT_MAX_USERS, DEFAULT_PAGES_PER_USER, DEFAULT_MAX_PAGES = 2_000, 5, 8_000
 DEFAULT_PARAMS = RANKER_CHOICES["rank_xendcg"]
 RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
 

@@ -35,7 +35,14 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training import promotion, synthetic
 from recsys_training.components_fit import collaborative_description, fit_components
-from recsys_training.ranker import DEFAULT_CHOICES, train_rankers, training_set
+from recsys_training.ranker import (
+    DEFAULT_CHOICES,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_USERS,
+    DEFAULT_PAGES_PER_USER,
+    train_rankers,
+    training_set,
+)
 from recsys_training.split import SERVING, VALIDATION, protocol_folds
 from scripts.bench_serving import free_port, paths_file, pinned, server_command, wait_ready, wrk
 
@@ -45,8 +52,6 @@ SYNTHETIC = {  # users, catalog items, requested interactions
 }
 REQUESTS = 1_000
 SIMILAR_PRECOMPUTE = 10_000
-PAGES_PER_USER = 5  # the pipeline's defaults (``TrainingRequestsConfig``, RECSYS_RANKER_MAX_USERS and _PAGES)
-MAX_USERS, MAX_PAGES = 2_000, 8_000
 WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 
 
@@ -62,8 +67,8 @@ def build_synthetic(name: str, target: Path) -> dict:
     folds = protocol_folds(tables.interactions.rows)
     vectors = synthetic.item_vectors(catalog, seed=0)
     validation = fit_components(folds[VALIDATION].train, catalog, vectors, sequential_params={})
-    data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=PAGES_PER_USER,
-                        max_users=MAX_USERS, seed=0, max_pages=MAX_PAGES)
+    data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=DEFAULT_PAGES_PER_USER,
+                        max_users=DEFAULT_MAX_USERS, seed=0, max_pages=DEFAULT_MAX_PAGES)
     del validation
     rankers = train_rankers(data, seed=0, choices=DEFAULT_CHOICES)
     del data

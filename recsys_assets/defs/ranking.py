@@ -21,7 +21,7 @@ from recsys_runtime.sequential import SequentialModel
 from recsys_training.components_fit import assemble_components, collaborative_description, fold_items
 from recsys_training.distributed_ranker import dask_final_fit
 from recsys_training.images import ImageVectors
-from recsys_training.ranker import Rankers, TrainingSet, train_rankers, training_set
+from recsys_training.ranker import DEFAULT_PAGES_PER_USER, Rankers, TrainingSet, train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 
@@ -44,7 +44,7 @@ class TrainingRequestsConfig(dg.Config):
 
     extra: list[str] = ["similar"]
     max_users: int = settings.ranker_max_users()
-    pages_per_user: int = 5
+    pages_per_user: int = DEFAULT_PAGES_PER_USER
     max_pages: int = settings.ranker_max_pages()
 
 
