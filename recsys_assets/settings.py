@@ -94,14 +94,11 @@ def ranker_cache() -> Path | None:
 
 
 def configure_libraries() -> None:
-    """Library behaviour set through the environment, for this process and the processes it
-    starts: MLflow gives up on an unreachable server at once (no retries, 5 s timeout) instead of
-    retrying for minutes; Hugging Face never reaches for the network (the MiniLM model is installed
-    as a package); and OpenMP threads (LightGBM, torch) sleep when they wait instead of spinning
-    (``OMP_WAIT_POLICY=PASSIVE``), so steps, workers and services that share the cores do not take
-    each other's time (README, "Tests and shared cores"). Set before LightGBM or torch is loaded."""
+    """Library behaviour set through the environment, for this process only: MLflow gives up on an
+    unreachable server at once (no retries, 5 s timeout) instead of retrying for minutes, and
+    Hugging Face never reaches for the network (the MiniLM model is installed as a package)."""
     for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
-                        ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("OMP_WAIT_POLICY", "PASSIVE")):
+                        ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
         os.environ.setdefault(name, value)
 
 
@@ -259,6 +256,15 @@ def executor(job_name: str) -> str:
     if value == "dask" and not dask_scheduler():
         raise ValueError(f"RECSYS_EXECUTOR for {job_name} is dask: set RECSYS_DASK_SCHEDULER (tcp://host:port or local)")
     return value
+
+
+def share_cores_between_processes() -> None:
+    """For the processes this one starts (the multiprocess executor's steps, a local Dask cluster's
+    workers): OpenMP threads (LightGBM, torch) sleep while they wait instead of spinning first
+    (``OMP_WAIT_POLICY=PASSIVE`` unless set), so processes that share the cores do not take each
+    other's time. A lone process keeps OpenMP's default, which is faster alone (README, "Shared
+    cores")."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def dask_scheduler() -> str:

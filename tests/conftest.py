@@ -8,8 +8,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# as settings.configure_libraries sets it for the pipeline: the tests run services, CLI runs and
-# Dask workers beside the test process, and spinning OpenMP threads would take their cores
+# the tests run services, CLI runs and Dask workers beside the test process, and OpenMP threads
+# that spin while they wait would take their cores (settings.share_cores_between_processes)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # the test data sets evaluate a few hundred users at most; tests of the minimum itself set it back
 os.environ.setdefault("RECSYS_MIN_EVAL_USERS", "50")

@@ -172,3 +172,14 @@ def test_shards_are_placed_and_ranked_in_shard_order():
             wait(parts)
             found = pinned.who_has(parts)
             assert [next(iter(found[part.key])) for part in parts] == placement
+
+
+@pytest.mark.parametrize(("executor", "policy"), [("in_process", None), ("multiprocess", "PASSIVE")])
+def test_only_executors_that_share_the_cores_make_openmp_threads_sleep(monkeypatch, executor, policy):
+    from recsys_assets.defs.jobs import executor_for
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("RECSYS_DASK_SCHEDULER", raising=False)
+    monkeypatch.setenv("RECSYS_EXECUTOR", executor)
+    executor_for("train_and_evaluate")
+    assert os.environ.get("OMP_WAIT_POLICY") == policy

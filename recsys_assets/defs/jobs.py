@@ -26,6 +26,8 @@ def executor_for(job_name: str) -> dg.ExecutorDefinition:
     """The job's executor from ``settings.executor``; dask runs each step as a task on the
     configured scheduler (an existing one, or a LocalCluster the run starts and stops)."""
     kind = settings.executor(job_name)
+    if kind in ("multiprocess", "dask"):
+        settings.share_cores_between_processes()
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
