@@ -64,8 +64,9 @@ def mean_pooled_length(model_dir: Path) -> int | None:
     except (OSError, ValueError, KeyError, IndexError):
         return None
     modes = {key for key, on in pooling.items() if key.startswith("pooling_mode") and on is True}
-    return int(length) if kinds == ["Transformer", "Pooling", "Normalize"] and modes == {"pooling_mode_mean_tokens"} \
-        else None
+    if kinds != ["Transformer", "Pooling", "Normalize"] or modes != {"pooling_mode_mean_tokens"}:
+        return None
+    return int(length)
 
 
 def _tokenizer(model_dir: Path, max_length: int):

@@ -12,9 +12,10 @@ MONITORING = dg.AssetSelection.groups("monitoring")
 # spawning a fresh interpreter that imports dagster, torch and lightgbm again for every step. The
 # entry point imports the modules of this folder only when it builds the definitions, so they are
 # preloaded by name, with the libraries that steps import when they run: MLflow (the registry and
-# every gate check), torch and sentence-transformers (embeddings, the sequential route), LightGBM
-# and ONNX Runtime. None of them starts a thread when imported, so the forks stay safe.
-HEAVY_LIBRARIES = ["mlflow", "torch", "sentence_transformers", "lightgbm", "onnxruntime"]
+# every gate check), torch (the sequential route) and LightGBM. Importing torch or LightGBM starts
+# no thread. The embedding step imports neither transformers nor sentence-transformers once the
+# ONNX export exists, and ONNX Runtime imports in a fraction of a second, so they are not preloaded.
+HEAVY_LIBRARIES = ["mlflow", "torch", "lightgbm"]
 DEFINITION_MODULES = ["recsys_assets.definitions", *(
     f"{__package__}.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent)])),
     *HEAVY_LIBRARIES]
