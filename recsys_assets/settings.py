@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from recsys_training.ranker import DEFAULT_CHOICES, DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS
+from recsys_training.ranker import DEFAULT_CHOICES, DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS, DEFAULT_PATIENCE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,6 +146,12 @@ def ranker_choices() -> list[str]:
     ``choices`` (default rank_xendcg,lambdarank)."""
     value = os.environ.get("RECSYS_RANKER_CHOICES", ",".join(DEFAULT_CHOICES))
     return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def ranker_patience() -> int:
+    """RECSYS_RANKER_PATIENCE: a ranker's cross-validation fold stops after this many rounds
+    without a better out-of-fold ndcg@10 (default 100)."""
+    return int(os.environ.get("RECSYS_RANKER_PATIENCE", str(DEFAULT_PATIENCE)))
 
 
 def sequential_route() -> bool:

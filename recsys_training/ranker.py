@@ -26,6 +26,8 @@ DEFAULT_CHOICES = ("rank_xendcg", "lambdarank")
 # the training requests' defaults: users sampled, next-item pages per user and in all (README, "Rankers")
 DEFAULT_MAX_USERS, DEFAULT_PAGES_PER_USER, DEFAULT_MAX_PAGES = 2_000, 5, 8_000
 DEFAULT_PARAMS = RANKER_CHOICES["rank_xendcg"]
+# rounds without a better out-of-fold ndcg@10 before a fold stops
+DEFAULT_PATIENCE = 100
 RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
 
 
@@ -221,13 +223,13 @@ def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, 
 
 
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
-                 folds: int = 3, max_rounds: int = 1000, patience: int = 100,
+                 folds: int = 3, max_rounds: int = 1000, patience: int = DEFAULT_PATIENCE,
                  final_fit=_fit_in_process, choices: tuple[str, ...] | None = None) -> tuple[lgb.Booster, dict]:
     """A LightGBM ranker on users with at least one positive candidate: ``DEFAULT_PARAMS``, or,
     given ``choices`` (names in ``RANKER_CHOICES``), the choice with the best out-of-fold
     ndcg@10; ``params`` updates either.
 
-    The number of rounds is chosen by early stopping on ``folds`` user folds (one validation
+    The number of rounds is chosen by early stopping (``patience`` rounds) on ``folds`` user folds (one validation
     user set is too small and noisy to trust); the final model is refitted on all users with the
     mean best round, by ``final_fit`` (in this process, or ``distributed_ranker.dask_final_fit``).
     AUC and ndcg@10 are measured out of fold.
@@ -253,6 +255,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     final = final_fit(config, x_all, y_all, g_all, list(feature_names(data.candidates.route_table)), rounds)
     info = {
         "rounds": rounds,
+        "patience": patience,
         "params": learned,
         **measured,
         "choices": {name: round(r["valid_ndcg@10"], 6) for name, r in results.items()} if choices else None,
@@ -280,16 +283,16 @@ class Rankers:
 
 def train_rankers(data: TrainingSet, seed: int = 0, choices: tuple[str, ...] | None = None,
                   params: dict | None = None, similar_ranker: bool = True,
-                  final_fit=_fit_in_process) -> Rankers:
+                  final_fit=_fit_in_process, patience: int = DEFAULT_PATIENCE) -> Rankers:
     """The pipeline's rankers (README, "Rankers"): the user ranker learns from the users' lists and
     their first pages (``first_page_requests``); with ``similar_ranker`` and pages without a user
     in ``data``, a second ranker learns from those pages alone (``page_only_requests``). The other
     arguments go to ``train_ranker`` for both."""
     user, user_info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed, params=params,
-                                   final_fit=final_fit, choices=choices)
+                                   final_fit=final_fit, choices=choices, patience=patience)
     rankers = Rankers(user, user_info)
     page_only = page_only_requests(data)
     if similar_ranker and page_only.any():
         rankers.similar, rankers.similar_info = train_ranker(requests_of(data, page_only), seed=seed, params=params,
-                                                             final_fit=final_fit, choices=choices)
+                                                             final_fit=final_fit, choices=choices, patience=patience)
     return rankers

@@ -19,6 +19,9 @@ os.environ.setdefault("RECSYS_SEQUENTIAL_EPOCHS", "2")
 # one ranker setting, not a choice of two, in the pipelines of tests: test_pipeline.py runs the
 # choice, test_recommender.py tests it
 os.environ.setdefault("RECSYS_RANKER_CHOICES", "rank_xendcg")
+# early stopping after 25 rounds without a better fold ndcg: the test models stop before round 40, and the
+# default patience of 100 would spend most of the cross-validation on rounds that are thrown away
+os.environ.setdefault("RECSYS_RANKER_PATIENCE", "25")
 if "RECSYS_RANKER_CACHE" not in os.environ:  # compiled rankers of test models stay out of ~/.cache
     os.environ["RECSYS_RANKER_CACHE"] = tempfile.mkdtemp(prefix="recsys-test-rankers-")
     atexit.register(shutil.rmtree, os.environ["RECSYS_RANKER_CACHE"], True)

@@ -1,6 +1,7 @@
 """Tracking, registration and the promotion gate across successive runs of the whole graph."""
 
 import json
+import os
 import socket
 
 import dagster as dg
@@ -71,6 +72,7 @@ def test_first_model_is_tracked_registered_and_promoted(history):
     assert {"bundle/manifest.json", "bundle/ranker.txt", "bundle/similar_ranker.txt"} <= artifacts
     assert run.data.params["ranker_objective"] in {"rank_xendcg", "lambdarank"}
     assert int(run.data.params["similar_ranker_rounds"]) >= 10
+    assert run.data.params["ranker_patience"] == os.environ["RECSYS_RANKER_PATIENCE"]  # conftest.py
     assert metadata(first, "champion")["previous"] == "none"
     evaluations = {e.check_name: e.metadata for e in first.get_asset_check_evaluations()}
     baselines = evaluations["beats_baselines"]

@@ -33,6 +33,7 @@ def challenger(context: dg.AssetExecutionContext, mlflow_tracking: MlflowResourc
         "bundle_path": model_bundle,
         "summary_path": str(storage.path("evaluation", "summary.json")),
         "params": {"bundle_version": version, "ranker_rounds": ranking_model["info"]["rounds"],
+                   "ranker_patience": ranking_model["info"].get("patience"),
                    "seed": settings.seed(), "source": settings.source_kind(), "per_route": manifest.get("per_route"),
                    "items": manifest["items"], "users": manifest["users"],
                    "collaborative_model": manifest.get("collaborative", {}).get("model"),
