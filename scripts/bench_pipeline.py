@@ -11,6 +11,8 @@ BENCH_DATASETS picks a comma-separated subset of: sample, synthetic_10x (6,100 u
 synthetic_100x_dask (the 100x set on a LocalCluster of RECSYS_DASK_WORKERS processes) and
 synthetic_10x_incremental (the 10x set as an export directory, a cold run, then 1% newer
 interactions appended and a second run on the same directories). Default: sample and synthetic_10x.
+BENCH_KEEP_DIR: run each cold data set (not the incremental one) in ``<BENCH_KEEP_DIR>/<name>`` and
+keep it (data, models, Dagster instance, run log) instead of a temporary directory.
 """
 
 from __future__ import annotations
@@ -160,8 +162,15 @@ def run_one(name: str) -> dict:
     """One cold run (fresh instance, data and model directories) of the data set ``name``."""
     if name == INCREMENTAL:
         return run_incremental()
+    executor = DATASETS[name].get("RECSYS_EXECUTOR", "in_process")
+    if os.environ.get("BENCH_KEEP_DIR"):
+        kept = Path(os.environ["BENCH_KEEP_DIR"]) / name
+        if kept.exists():
+            raise SystemExit(f"BENCH_KEEP_DIR: {kept} exists; a cold run needs a fresh directory")
+        kept.mkdir(parents=True)
+        return _execute(kept, DATASETS[name], executor)
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        return _execute(Path(tmp), DATASETS[name], DATASETS[name].get("RECSYS_EXECUTOR", "in_process"))
+        return _execute(Path(tmp), DATASETS[name], executor)
 
 
 def run_incremental(new_share: float = 0.01) -> dict:

@@ -18,7 +18,8 @@ overrides) to fit it with the other routes; unset, the routes are fitted without
 setting; the ranker of requests with a user learns from the first page only, as the pipeline's.
 ``BENCH_SIMILAR_RANKER=1``: a second ranker, for the requests without a user, learns from every
 page, as the pipeline trains by default (``RankerConfig.similar_ranker``); 0 (default here): the
-first ranker ranks every request.
+first ranker ranks every request. ``BENCH_PATIENCE``: values of the rankers' early-stopping
+patience (default ``ranker.DEFAULT_PATIENCE``), each a setting; each run records its fit seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training.components_fit import fit_components
 from recsys_training.evaluation import evaluate
-from recsys_training.ranker import train_rankers, training_set
+from recsys_training.ranker import DEFAULT_PATIENCE, train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
@@ -66,24 +67,28 @@ def main() -> int:
     ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
     pages = [int(p) for p in os.environ.get("BENCH_PAGES_PER_USER", "1").split(",")]
     separate = os.environ.get("BENCH_SIMILAR_RANKER", "0") == "1"
+    patiences = [int(p) for p in os.environ.get("BENCH_PATIENCE", str(DEFAULT_PATIENCE)).split(",")]
     cache = ServiceSettings().ranker_cache_dir
     report = {}
     for support, pages_per_user in ((s, p) for s in supports for p in pages):
         candidates.STATE_SUPPORT = support
         data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user)
-        for params in ranker_params:
+        for params, patience in ((p, q) for p in ranker_params for q in patiences):
             setting = (f"state_support={support} pages_per_user={pages_per_user} similar_ranker={int(separate)}"
+                       f" patience={patience}"
                        f" params={json.dumps(params, sort_keys=True)} sequential={json.dumps(sequential, sort_keys=True)}")
             started = time.perf_counter()
             runs = []
             for seed in seeds:
-                rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate)
+                fit_started = time.perf_counter()
+                rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate, patience=patience)
+                fit_seconds = round(time.perf_counter() - fit_started, 1)
                 booster, info = rankers.user, rankers.user_info
                 similar = serving_ranker(rankers.similar, cache) if rankers.similar is not None else None
                 recommender = Recommender(serving, serving_ranker(booster, cache), similar_ranker=similar,
                                           version=f"seed-{seed}")
                 summary = evaluate(recommender, folds[SERVING], with_baselines=False)
-                run = {"seed": seed, "trees": info["rounds"]}
+                run = {"seed": seed, "trees": info["rounds"], "fit_seconds": fit_seconds}
                 for name, (page, part, metric) in METRICS.items():
                     run[name] = round(summary[page][part][metric], 4)
                 print(setting, json.dumps(run), flush=True)
@@ -92,7 +97,7 @@ def main() -> int:
                 "runs": runs, "seconds": round(time.perf_counter() - started, 1),
                 **{name: {"mean": round(float(np.mean([r[name] for r in runs])), 4),
                           "sd": round(float(np.std([r[name] for r in runs], ddof=1)), 4) if len(runs) > 1 else 0.0}
-                   for name in (*METRICS, "trees")},
+                   for name in (*METRICS, "trees", "fit_seconds")},
             }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"seeds": seeds, "settings": report}, indent=2))
