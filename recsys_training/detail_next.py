@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_training.baselines import ReferenceModels, most_popular, rank_for_pages
+from recsys_training.matrix import rows_times
 from recsys_training.schema import canonical_order
 
 
@@ -46,8 +47,8 @@ def baseline_lists(models: ReferenceModels, cases: NextItemCases, k: int) -> tup
     if models.cosine is None:
         skipped.update({name: models.cosine_skipped for name in ("cooccurrence_of_query", "item_knn_history_and_query")})
     else:
-        lists["cooccurrence_of_query"] = rank(lambda g: (g @ models.cosine).toarray(), False)
-        lists["item_knn_history_and_query"] = rank(lambda g: (g @ models.cosine).toarray(), True)
+        lists["cooccurrence_of_query"] = rank(lambda g: rows_times(g, models.cosine), False)
+        lists["item_knn_history_and_query"] = rank(lambda g: rows_times(g, models.cosine), True)
     if models.ease is None:
         skipped.update({name: models.ease_skipped for name in ("ease_row_of_query", "ease_history_and_query")})
     else:

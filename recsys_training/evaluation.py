@@ -11,6 +11,7 @@ import pandas as pd
 from recsys_runtime.candidates import route_names
 from recsys_runtime.recommender import Recommender
 from recsys_training import baselines, detail_next
+from recsys_training.matrix import rows_times
 from recsys_training.metrics import K, aggregate, evaluate_lists, per_user_metrics
 from recsys_training.schema import canonical_order
 from recsys_training.split import Split
@@ -35,9 +36,9 @@ def baseline_lists(models: baselines.ReferenceModels, users: np.ndarray, anchors
     if models.cosine is None:
         skipped["item_knn"] = models.cosine_skipped
     else:
-        user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: (h @ models.cosine).toarray(), k)
+        user_lists["item_knn"] = baselines.rank_all(data, users, lambda h: rows_times(h, models.cosine), k)
         detail_lists["item_knn"] = baselines.rank_for_pages(data, users, pages,
-                                                            lambda g: (g @ models.cosine).toarray(), k)
+                                                            lambda g: rows_times(g, models.cosine), k)
     if models.ease is None:
         skipped["ease"] = models.ease_skipped
     else:

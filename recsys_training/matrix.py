@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numba import njit
 
 from recsys_runtime.ids import index_of
 
@@ -54,3 +55,27 @@ def top_k_excluding(scores: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.nd
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def rows_times(rows: sp.csr_matrix, matrix: sp.csr_matrix) -> np.ndarray:
+    """``(rows @ matrix).toarray()``, summed straight into the dense result: each cell adds its
+    products in scipy's order and dtype (the wider of the two), so the values are equal, without the
+    sparse product's output structure (most of the cost when its rows are dense)."""
+    rows, matrix = rows.tocsr(), matrix.tocsr()
+    if rows.shape[1] != matrix.shape[0]:
+        raise ValueError(f"rows have {rows.shape[1]} columns, the matrix {matrix.shape[0]} rows")
+    dtype = np.result_type(rows.dtype, matrix.dtype)
+    out = np.zeros((rows.shape[0], matrix.shape[1]), dtype)
+    _rows_times(rows.indptr, rows.indices, rows.data.astype(dtype), matrix.indptr, matrix.indices,
+                matrix.data.astype(dtype), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rows_times(row_indptr, row_indices, row_data, indptr, indices, data, out):
+    for r in range(len(row_indptr) - 1):
+        target = out[r]
+        for position in range(row_indptr[r], row_indptr[r + 1]):
+            j, value = row_indices[position], row_data[position]
+            for entry in range(indptr[j], indptr[j + 1]):
+                target[indices[entry]] += value * data[entry]

@@ -24,7 +24,9 @@ patience (default ``ranker.DEFAULT_PATIENCE``), each a setting; each run records
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import time
 from pathlib import Path
@@ -43,7 +45,8 @@ from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
            "detail_next_ndcg@10": ("detail_next", "model", "ndcg@10"),
-           "similar_next_ndcg@10": ("detail_next", "similar", "ndcg@10")}
+           "similar_next_ndcg@10": ("detail_next", "similar", "ndcg@10"),
+           "content_route_ndcg@10": ("user", "routes", "content", "ndcg@10")}
 
 
 def stored_folds(assets: Path) -> tuple[dict[str, Split], pd.DataFrame, pd.DataFrame]:
@@ -89,8 +92,8 @@ def main() -> int:
                                           version=f"seed-{seed}")
                 summary = evaluate(recommender, folds[SERVING], with_baselines=False)
                 run = {"seed": seed, "trees": info["rounds"], "fit_seconds": fit_seconds}
-                for name, (page, part, metric) in METRICS.items():
-                    run[name] = round(summary[page][part][metric], 4)
+                for name, path in METRICS.items():
+                    run[name] = round(functools.reduce(operator.getitem, path, summary), 4)
                 print(setting, json.dumps(run), flush=True)
                 runs.append(run)
             report[setting] = {

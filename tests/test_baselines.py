@@ -1,9 +1,12 @@
-"""The most-popular baseline read from one popularity order equals the dense ranking of every item."""
+"""The most-popular baseline read from one popularity order equals the dense ranking of every item;
+item-kNN's scores summed straight into a dense array equal scipy's sparse product."""
 
 import numpy as np
+import pytest
+import scipy.sparse as sp
 
 from recsys_training import baselines, synthetic
-from recsys_training.matrix import InteractionMatrix
+from recsys_training.matrix import InteractionMatrix, rows_times
 
 
 def test_most_popular_from_the_head_of_one_order_equals_ranking_every_item():
@@ -24,3 +27,22 @@ def test_most_popular_from_the_head_of_one_order_equals_ranking_every_item():
     assert on_pages == dense_pages
     assert all(page not in on_pages[u] for u, page in zip(users, pages, strict=True))
     assert any(on_pages[u] != dense_users[u] for u in users)  # the page's item is left out where it ranked
+
+
+@pytest.mark.parametrize("with_pages", [False, True])
+def test_item_knn_scores_summed_into_a_dense_array_equal_the_sparse_product(with_pages):
+    rows = synthetic.generate(200, 500, 9_000, seed=4).interactions.rows
+    data = InteractionMatrix.from_interactions(rows)
+    cosine = baselines.cosine_similarity(data.matrix)
+    history = data.matrix[::2]
+    assert np.diff(history.indptr).min() >= 1 and history.dtype == cosine.dtype == np.float32
+    if with_pages:  # one-hot float64 page rows, plus a row with no entries: scipy sums in float64 then
+        pages = sp.csr_matrix((np.ones(3), ([0, 1, 3], [5, 7, 9])), shape=(4, data.matrix.shape[1]))
+        history = (history[:4] + pages).tocsr()
+        history = sp.vstack([history, sp.csr_matrix((1, data.matrix.shape[1]))]).tocsr()
+    expected = (history @ cosine).toarray()
+    found = rows_times(history, cosine)
+    assert found.dtype == expected.dtype == (np.float64 if with_pages else np.float32)
+    assert np.array_equal(found, expected)  # equal, not close: the same sums in the same order
+    with pytest.raises(ValueError, match="columns"):
+        rows_times(history[:, :-1], cosine)
