@@ -83,6 +83,12 @@ def text_encoder_cache() -> Path | None:
     return _path("RECSYS_ENCODER_CACHE", default)
 
 
+def text_encoder_weights() -> str:
+    """RECSYS_ENCODER_WEIGHTS: int8 or float32, the weights ONNX Runtime runs MiniLM with in
+    ``item_embeddings`` (default int8: README, "Text encoder weights"); torch runs float32."""
+    return os.environ.get("RECSYS_ENCODER_WEIGHTS", "int8")
+
+
 def ranker_cache() -> Path | None:
     """RECSYS_COMPILE_RANKER (1) and RECSYS_RANKER_CACHE ($XDG_CACHE_HOME/recsys/rankers, else
     ~/.cache/recsys/rankers): the evaluation and the gate rank with the forest compiled to machine

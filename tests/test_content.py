@@ -6,7 +6,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_training.content import embed_items_incrementally, embed_texts, encoder_backend, item_text, load_encoder
+from recsys_training.content import (
+    embed_items_incrementally,
+    embed_texts,
+    encoder_backend,
+    item_text,
+    load_encoder,
+    text_digest,
+)
 
 
 def test_item_text_joins_fields_and_skips_empty_parts():
@@ -95,3 +102,38 @@ def test_an_exported_encoder_loads_without_torch_or_transformers(tmp_path):
     fresh = json.loads(finished.stdout.strip().splitlines()[-1])
     assert fresh["backend"] == "onnxruntime" and fresh["imported"] == []
     np.testing.assert_allclose(np.array(fresh["vectors"], np.float32), vectors, atol=1e-6)
+
+
+def test_int8_weights_are_quantised_once_and_keep_the_float_vectors_close(tmp_path):
+    texts = ["Toy Story. Animation, Comedy. pixar", "a cartoon about toys that come alive",
+             "animated film with talking toys", "tax law for small companies", "Heat. Action, Crime"]
+    exact = embed_texts(texts, encoder=load_encoder(tmp_path))
+    int8 = load_encoder(tmp_path, "int8")
+    assert encoder_backend(int8) == "onnxruntime-int8"
+    quantised = list(tmp_path.glob("*-int8.onnx"))
+    assert len(quantised) == 1 and len(list(tmp_path.glob("*.onnx"))) == 2
+    stamp = quantised[0].stat().st_mtime_ns
+    vectors = embed_texts(texts, encoder=int8)
+    cosine = (vectors * exact).sum(axis=1)
+    assert not np.array_equal(vectors, exact) and cosine.min() > 0.97 and cosine.mean() > 0.98, cosine
+    assert vectors[1] @ vectors[2] > vectors[1] @ vectors[3] + 0.2
+    again = load_encoder(tmp_path, "int8")
+    assert quantised[0].stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(embed_texts(texts, encoder=again), vectors)
+
+
+def test_other_weights_encode_every_text_again_and_a_fallback_is_digested_as_what_ran(tmp_path):
+    items = pd.DataFrame({"item_id": ["1", "2"], "title": ["Toy Story", "Heat"]})
+    exact = load_encoder(tmp_path)
+    first, encoded = embed_items_incrementally(items, None, lambda: exact)
+    assert encoded == 2
+    int8, encoded = embed_items_incrementally(items, first, lambda: load_encoder(tmp_path, "int8"), "int8")
+    assert encoded == 2 and (int8["digest"] != first["digest"]).all()
+    assert (int8["digest"] == text_digest(item_text(items), "int8").to_numpy()).all()
+    _, encoded = embed_items_incrementally(items, int8, lambda: load_encoder(tmp_path, "int8"), "int8")
+    assert encoded == 0
+    # int8 asked for, float32 ran (ONNX Runtime unavailable): digested as float32, so reused as float32
+    fallback, encoded = embed_items_incrementally(items, None, lambda: exact, "int8")
+    assert encoded == 2 and (fallback["digest"] == first["digest"]).all()
+    _, encoded = embed_items_incrementally(items, fallback, lambda: exact)
+    assert encoded == 0

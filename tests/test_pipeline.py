@@ -63,6 +63,8 @@ def test_every_asset_materialised_with_metadata(run):
     assert _metadata(result, "recall_candidates")["label_recall"] > 0.2
     assert 0.5 < _metadata(result, "ranking_model")["auc"] <= 1.0
     assert "| **model** |" in _metadata(result, "evaluation_summary")["user_table"]
+    embeddings = _metadata(result, "item_embeddings")
+    assert (embeddings["encoder"], embeddings["encoder_weights"]) == ("onnxruntime-int8", "int8")  # the default
 
 
 def test_summary_shape_and_model_beats_popularity(run):

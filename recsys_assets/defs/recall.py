@@ -72,15 +72,19 @@ def item_embeddings(context: dg.AssetExecutionContext, raw_items: pd.DataFrame, 
     started = time.perf_counter()
     backends = []
 
+    onnx_cache = settings.text_encoder_cache()
+    weights = settings.text_encoder_weights() if onnx_cache is not None else "float32"
+
     def encoder():
-        loaded = load_encoder(settings.text_encoder_cache())
+        loaded = load_encoder(onnx_cache, weights)
         backends.append(encoder_backend(loaded))
         return loaded
 
-    table, encoded = embed_items_incrementally(raw_items, previous, encoder)
+    table, encoded = embed_items_incrementally(raw_items, previous, encoder, weights)
     table.to_parquet(cache)
     context.add_output_metadata({"dagster/row_count": len(table), "encoded": encoded,
                                  "encoder": backends[0] if backends else "none (every text reused)",
+                                 "encoder_weights": weights,
                                  "reused": len(table) - encoded, "dimension": table.shape[1] - 1,
                                  "seconds": round(time.perf_counter() - started, 2)})
     return table

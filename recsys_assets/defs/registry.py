@@ -38,6 +38,7 @@ def challenger(context: dg.AssetExecutionContext, mlflow_tracking: MlflowResourc
                    "items": manifest["items"], "users": manifest["users"],
                    "collaborative_model": manifest.get("collaborative", {}).get("model"),
                    "content_index": manifest.get("content_index", {}).get("kind"),
+                   "text_encoder_weights": manifest.get("text_encoder", {}).get("weights"),
                    "state_history": manifest.get("state_history"),
                    **{f"sequential_{k}": v for k, v in (manifest.get("sequential") or {}).items()},
                    **{f"ranker_{k}": v for k, v in ranking_model["info"].get("params", {}).items()},
