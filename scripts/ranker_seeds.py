@@ -40,7 +40,7 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training.components_fit import fit_components
 from recsys_training.evaluation import evaluate
-from recsys_training.ranker import DEFAULT_PATIENCE, train_rankers, training_set
+from recsys_training.ranker import DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS, DEFAULT_PATIENCE, train_rankers, training_set
 from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
@@ -75,7 +75,9 @@ def main() -> int:
     report = {}
     for support, pages_per_user in ((s, p) for s in supports for p in pages):
         candidates.STATE_SUPPORT = support
-        data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user)
+        # the pipeline's caps (recall_candidates): the sample is below them, a 10x set is not
+        data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user,
+                            max_users=DEFAULT_MAX_USERS, max_pages=DEFAULT_MAX_PAGES)
         for params, patience in ((p, q) for p in ranker_params for q in patiences):
             setting = (f"state_support={support} pages_per_user={pages_per_user} similar_ranker={int(separate)}"
                        f" patience={patience}"
