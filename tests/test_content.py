@@ -110,7 +110,7 @@ def test_int8_weights_are_quantised_once_and_keep_the_float_vectors_close(tmp_pa
     exact = embed_texts(texts, encoder=load_encoder(tmp_path))
     int8 = load_encoder(tmp_path, "int8")
     assert encoder_backend(int8) == "onnxruntime-int8"
-    quantised = list(tmp_path.glob("*-int8.onnx"))
+    quantised = list(tmp_path.glob("*-int8-7bit.onnx"))
     assert len(quantised) == 1 and len(list(tmp_path.glob("*.onnx"))) == 2
     stamp = quantised[0].stat().st_mtime_ns
     vectors = embed_texts(texts, encoder=int8)
