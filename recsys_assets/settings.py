@@ -85,7 +85,10 @@ def text_encoder_cache() -> Path | None:
 
 def text_encoder_weights() -> str:
     """RECSYS_ENCODER_WEIGHTS: int8 or float32, the weights ONNX Runtime runs MiniLM with in
-    ``item_embeddings`` (default int8: README, "Text encoder weights"); torch runs float32."""
+    ``item_embeddings`` (default int8: README, "Text encoder weights"); float32 when
+    RECSYS_ONNX_ENCODER=0, as torch runs it."""
+    if text_encoder_cache() is None:
+        return "float32"
     return os.environ.get("RECSYS_ENCODER_WEIGHTS", "int8")
 
 

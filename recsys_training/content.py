@@ -49,8 +49,8 @@ def encoder_backend(encoder) -> str:
 
 
 def encoder_weights_of(encoder) -> str:
-    """The weights ``encoder`` runs with: "int8" or "float32"."""
-    return "int8" if encoder_backend(encoder).endswith("-int8") else "float32"
+    """The weights ``encoder`` runs with: "int8" or "float32" (torch's)."""
+    return getattr(encoder, "weights", "float32")
 
 
 def embed_texts(texts: list[str], batch_size: int = 128, encoder=None) -> np.ndarray:

@@ -66,8 +66,10 @@ def rows_times(rows: sp.csr_matrix, matrix: sp.csr_matrix) -> np.ndarray:
         raise ValueError(f"rows have {rows.shape[1]} columns, the matrix {matrix.shape[0]} rows")
     dtype = np.result_type(rows.dtype, matrix.dtype)
     out = np.zeros((rows.shape[0], matrix.shape[1]), dtype)
-    _rows_times(rows.indptr, rows.indices, rows.data.astype(dtype), matrix.indptr, matrix.indices,
-                matrix.data.astype(dtype), out)
+    # the matrix's values are widened product by product (exactly, as scipy's upcast) rather than
+    # copied whole for every batch of rows
+    _rows_times(rows.indptr, rows.indices, rows.data.astype(dtype, copy=False), matrix.indptr, matrix.indices,
+                matrix.data, out)
     return out
 
 

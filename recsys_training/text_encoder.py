@@ -33,7 +33,7 @@ class OnnxSentenceEncoder:
     Normalize modules, for what ``embed_texts`` asks of it."""
 
     def __init__(self, session, tokenizer, weights: str = "float32") -> None:
-        self.session, self.tokenizer = session, tokenizer
+        self.session, self.tokenizer, self.weights = session, tokenizer, weights
         self.backend = "onnxruntime" if weights == "float32" else f"onnxruntime-{weights}"
         self._inputs = {i.name for i in session.get_inputs()}
 

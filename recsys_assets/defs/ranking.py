@@ -199,9 +199,7 @@ def model_bundle(
         "similar_ranker": ranking_model.get("similar_info"),
         "per_route": config.per_route, "code_version": _code_version(), "similar_precomputed": precomputed,
         "collaborative": collaborative_description(), "state_history": STATE_HISTORY,
-        "text_encoder": {"model": "all-MiniLM-L6-v2",
-                         "weights": settings.text_encoder_weights() if settings.text_encoder_cache() else "float32",
-                         "backend": "onnxruntime" if settings.text_encoder_cache() else "torch"},
+        "text_encoder": {"model": "all-MiniLM-L6-v2", "weights": settings.text_encoder_weights()},
         "image_route": ({"skipped": item_image_vectors.skipped} if item_image_vectors.skipped else
                         {"model": item_image_vectors.model, "items_with_vectors": len(item_image_vectors.vectors),
                          "images_rejected": len(item_image_vectors.rejected)}),

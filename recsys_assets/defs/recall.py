@@ -72,11 +72,10 @@ def item_embeddings(context: dg.AssetExecutionContext, raw_items: pd.DataFrame, 
     started = time.perf_counter()
     backends = []
 
-    onnx_cache = settings.text_encoder_cache()
-    weights = settings.text_encoder_weights() if onnx_cache is not None else "float32"
+    weights = settings.text_encoder_weights()
 
     def encoder():
-        loaded = load_encoder(onnx_cache, weights)
+        loaded = load_encoder(settings.text_encoder_cache(), weights)
         backends.append(encoder_backend(loaded))
         return loaded
 
