@@ -7,7 +7,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from recsys_training.ranker import DEFAULT_CHOICES, DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS, DEFAULT_PATIENCE
+from recsys_training.ranker import (
+    DEFAULT_CHOICES,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_USERS,
+    DEFAULT_NEGATIVE_FRACTION,
+    DEFAULT_PATIENCE,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,6 +167,15 @@ def ranker_patience() -> int:
     """RECSYS_RANKER_PATIENCE: a ranker's cross-validation fold stops after this many rounds
     without a better out-of-fold ndcg@10 (default 100)."""
     return int(os.environ.get("RECSYS_RANKER_PATIENCE", str(DEFAULT_PATIENCE)))
+
+
+def ranker_negative_fraction() -> float:
+    """RECSYS_RANKER_NEGATIVE_FRACTION: the seeded share of negative candidate rows the rankers
+    learn from, every positive kept (default 1.0, all of them; README, "Rankers")."""
+    value = float(os.environ.get("RECSYS_RANKER_NEGATIVE_FRACTION", str(DEFAULT_NEGATIVE_FRACTION)))
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"RECSYS_RANKER_NEGATIVE_FRACTION={value}: use a share in (0, 1]")
+    return value
 
 
 def sequential_route() -> bool:

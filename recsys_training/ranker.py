@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -28,7 +29,11 @@ DEFAULT_MAX_USERS, DEFAULT_PAGES_PER_USER, DEFAULT_MAX_PAGES = 2_000, 5, 8_000
 DEFAULT_PARAMS = RANKER_CHOICES["rank_xendcg"]
 # rounds without a better out-of-fold ndcg@10 before a fold stops
 DEFAULT_PATIENCE = 100
+# the share of negative candidate rows the rankers learn from, every positive kept (README, "Rankers")
+DEFAULT_NEGATIVE_FRACTION = 1.0
 RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
+# cross-validation folds fitted at once, each on num_threads / FOLD_WORKERS threads
+FOLD_WORKERS = 2
 
 
 @dataclass
@@ -176,6 +181,18 @@ def requests_of(data: TrainingSet, keep: np.ndarray) -> TrainingSet:
     return TrainingSet(candidates=subset, labels=data.labels[rows], user_ids=data.user_ids[keep])
 
 
+def sample_negatives(data: TrainingSet, fraction: float, seed: int) -> TrainingSet:
+    """Every positive candidate and a seeded ``fraction`` of the negatives, in their order."""
+    if fraction >= 1.0:
+        return data
+    # a stream of its own, apart from the folds' draw from ``seed``
+    keep = (data.labels > 0) | (np.random.default_rng((seed, 1)).random(len(data.labels)) < fraction)
+    c = data.candidates
+    subset = Candidates(rows=c.rows[keep], items=c.items[keep], features=c.features[keep], routes=c.routes[keep],
+                        failed_routes=c.failed_routes, route_table=c.route_table)
+    return TrainingSet(candidates=subset, labels=data.labels[keep], user_ids=data.user_ids)
+
+
 def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     keep = rows_mask[data.candidates.rows]
     rows = data.candidates.rows[keep]
@@ -204,27 +221,47 @@ def _fit_in_process(config: dict, x: np.ndarray, y: np.ndarray, groups: np.ndarr
     return lgb.train(config, lgb.Dataset(x, y, group=groups, feature_name=names), num_boost_round=rounds)
 
 
-def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, folds: int, config: dict,
-                    max_rounds: int, patience: int) -> dict:
-    best_rounds, aucs, ndcgs = [], [], []
+def _fold_fit(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, fold: int, config: dict,
+              max_rounds: int, patience: int) -> tuple[int, float, float]:
+    """One cross-validation fold: its best round, its best ndcg@10 and its AUC at that round."""
     names = list(feature_names(data.candidates.route_table))
-    for fold in range(folds):
-        x_train, y_train, g_train = _subset(data, useful & (fold_of != fold))
-        x_valid, y_valid, g_valid = _subset(data, useful & (fold_of == fold))
-        train_set = lgb.Dataset(x_train, y_train, group=g_train, feature_name=names)
-        valid_set = lgb.Dataset(x_valid, y_valid, group=g_valid, reference=train_set)
-        booster = lgb.train({**config, "metric": "ndcg", "ndcg_eval_at": [10]}, train_set,
-                            num_boost_round=max_rounds, valid_sets=[valid_set],
-                            callbacks=[lgb.early_stopping(patience, verbose=False)])
-        best_rounds.append(booster.best_iteration)
-        ndcgs.append(booster.best_score["valid_0"]["ndcg@10"])
-        aucs.append(roc_auc_score(y_valid, booster.predict(x_valid, num_iteration=booster.best_iteration)))
-    return {"fold_best_rounds": best_rounds, "auc": float(np.mean(aucs)), "valid_ndcg@10": float(np.mean(ndcgs))}
+    x_train, y_train, g_train = _subset(data, useful & (fold_of != fold))
+    x_valid, y_valid, g_valid = _subset(data, useful & (fold_of == fold))
+    train_set = lgb.Dataset(x_train, y_train, group=g_train, feature_name=names)
+    valid_set = lgb.Dataset(x_valid, y_valid, group=g_valid, reference=train_set)
+    booster = lgb.train({**config, "metric": "ndcg", "ndcg_eval_at": [10]}, train_set,
+                        num_boost_round=max_rounds, valid_sets=[valid_set],
+                        callbacks=[lgb.early_stopping(patience, verbose=False)])
+    auc = roc_auc_score(y_valid, booster.predict(x_valid, num_iteration=booster.best_iteration))
+    return booster.best_iteration, booster.best_score["valid_0"]["ndcg@10"], auc
+
+
+def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, folds: int,
+                    configs: dict[str, dict], max_rounds: int, patience: int) -> dict[str, dict]:
+    """Every choice's folds, ``FOLD_WORKERS`` at a time, the threads shared among them. LightGBM
+    leaves Python's lock while it trains, and ``deterministic`` keeps a model the same whatever
+    its thread count, so the folds' results do not depend on how they were scheduled."""
+    jobs = [(name, fold) for name in configs for fold in range(folds)]
+    threads = max(1, RUNTIME_PARAMS["num_threads"] // FOLD_WORKERS)
+
+    def fit(job: tuple[str, int]) -> tuple[int, float, float]:
+        name, fold = job
+        return _fold_fit(data, useful, fold_of, fold, {**configs[name], "num_threads": threads}, max_rounds, patience)
+
+    with ThreadPoolExecutor(FOLD_WORKERS) as pool:
+        fitted = dict(zip(jobs, pool.map(fit, jobs), strict=True))
+    results = {}
+    for name in configs:
+        best_rounds, ndcgs, aucs = zip(*(fitted[name, fold] for fold in range(folds)), strict=True)
+        results[name] = {"fold_best_rounds": list(best_rounds), "auc": float(np.mean(aucs)),
+                         "valid_ndcg@10": float(np.mean(ndcgs))}
+    return results
 
 
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                  folds: int = 3, max_rounds: int = 1000, patience: int = DEFAULT_PATIENCE,
-                 final_fit=_fit_in_process, choices: tuple[str, ...] | None = None) -> tuple[lgb.Booster, dict]:
+                 final_fit=_fit_in_process, choices: tuple[str, ...] | None = None,
+                 negative_fraction: float = DEFAULT_NEGATIVE_FRACTION) -> tuple[lgb.Booster, dict]:
     """A LightGBM ranker on users with at least one positive candidate: ``DEFAULT_PARAMS``, or,
     given ``choices`` (names in ``RANKER_CHOICES``), the choice with the best out-of-fold
     ndcg@10; ``params`` updates either.
@@ -232,11 +269,13 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     The number of rounds is chosen by early stopping (``patience`` rounds) on ``folds`` user folds (one validation
     user set is too small and noisy to trust); the final model is refitted on all users with the
     mean best round, by ``final_fit`` (in this process, or ``distributed_ranker.dask_final_fit``).
-    AUC and ndcg@10 are measured out of fold.
+    AUC and ndcg@10 are measured out of fold. With ``negative_fraction`` below 1 every step
+    learns from that seeded share of the negative candidate rows (``sample_negatives``).
     """
     unknown = sorted(set(choices or ()) - set(RANKER_CHOICES))
     if unknown:
         raise ValueError(f"ranker choices {unknown}: use {sorted(RANKER_CHOICES)}")
+    data = sample_negatives(data, negative_fraction, seed)
     positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
     useful = positives > 0
     # a user's next-item requests share the user's fold, so early stopping never sees a user twice
@@ -246,8 +285,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                   else {"given": {**DEFAULT_PARAMS, **(params or {})}})
     configs = {name: {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
                for name, learned in candidates.items()}
-    results = {name: _cross_validate(data, useful, fold_of, folds, config, max_rounds, patience)
-               for name, config in configs.items()}
+    results = _cross_validate(data, useful, fold_of, folds, configs, max_rounds, patience)
     chosen = max(results, key=lambda name: results[name]["valid_ndcg@10"])  # the first on a tie
     learned, measured, config = candidates[chosen], results[chosen], configs[chosen]
     rounds = max(10, int(np.mean(measured["fold_best_rounds"])))
@@ -256,6 +294,7 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     info = {
         "rounds": rounds,
         "patience": patience,
+        "negative_fraction": negative_fraction,
         "params": learned,
         **measured,
         "choices": {name: round(r["valid_ndcg@10"], 6) for name, r in results.items()} if choices else None,
@@ -283,16 +322,19 @@ class Rankers:
 
 def train_rankers(data: TrainingSet, seed: int = 0, choices: tuple[str, ...] | None = None,
                   params: dict | None = None, similar_ranker: bool = True,
-                  final_fit=_fit_in_process, patience: int = DEFAULT_PATIENCE) -> Rankers:
+                  final_fit=_fit_in_process, patience: int = DEFAULT_PATIENCE,
+                  negative_fraction: float = DEFAULT_NEGATIVE_FRACTION) -> Rankers:
     """The pipeline's rankers (README, "Rankers"): the user ranker learns from the users' lists and
     their first pages (``first_page_requests``); with ``similar_ranker`` and pages without a user
     in ``data``, a second ranker learns from those pages alone (``page_only_requests``). The other
     arguments go to ``train_ranker`` for both."""
     user, user_info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed, params=params,
-                                   final_fit=final_fit, choices=choices, patience=patience)
+                                   final_fit=final_fit, choices=choices, patience=patience,
+                                   negative_fraction=negative_fraction)
     rankers = Rankers(user, user_info)
     page_only = page_only_requests(data)
     if similar_ranker and page_only.any():
         rankers.similar, rankers.similar_info = train_ranker(requests_of(data, page_only), seed=seed, params=params,
-                                                             final_fit=final_fit, choices=choices, patience=patience)
+                                                             final_fit=final_fit, choices=choices, patience=patience,
+                                                             negative_fraction=negative_fraction)
     return rankers

@@ -20,6 +20,10 @@ setting; the ranker of requests with a user learns from the first page only, as 
 page, as the pipeline trains by default (``RankerConfig.similar_ranker``); 0 (default here): the
 first ranker ranks every request. ``BENCH_PATIENCE``: values of the rankers' early-stopping
 patience (default ``ranker.DEFAULT_PATIENCE``), each a setting; each run records its fit seconds.
+``BENCH_NEGATIVE_FRACTION``: values of the share of negative candidate rows the rankers learn from
+(default 1.0), each a setting. ``BENCH_CHOICES``: the LightGBM settings cross-validated per ranker
+(default the pipeline's, ``ranker.DEFAULT_CHOICES``; before stop 32 this script fitted
+``rank_xendcg`` alone).
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from recsys_runtime.recommender import Recommender
 from recsys_service.settings import ServiceSettings
 from recsys_training.components_fit import fit_components
 from recsys_training.evaluation import evaluate
-from recsys_training.ranker import DEFAULT_MAX_PAGES, DEFAULT_MAX_USERS, DEFAULT_PATIENCE, train_rankers, training_set
+from recsys_training.ranker import (
+    DEFAULT_CHOICES,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_USERS,
+    DEFAULT_PATIENCE,
+    train_rankers,
+    training_set,
+)
 from recsys_training.split import SERVING, VALIDATION, Split
 
 METRICS = {"user_ndcg@10": ("user", "model", "ndcg@10"), "user_recall@10": ("user", "model", "recall@10"),
@@ -70,6 +81,8 @@ def main() -> int:
     ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
     pages = [int(p) for p in os.environ.get("BENCH_PAGES_PER_USER", "1").split(",")]
     separate = os.environ.get("BENCH_SIMILAR_RANKER", "0") == "1"
+    choices = tuple(os.environ.get("BENCH_CHOICES", ",".join(DEFAULT_CHOICES)).split(","))
+    fractions = [float(f) for f in os.environ.get("BENCH_NEGATIVE_FRACTION", "1.0").split(",")]
     patiences = [int(p) for p in os.environ.get("BENCH_PATIENCE", str(DEFAULT_PATIENCE)).split(",")]
     cache = ServiceSettings().ranker_cache_dir
     report = {}
@@ -78,15 +91,16 @@ def main() -> int:
         # the pipeline's caps (recall_candidates): the sample is below them, a 10x set is not
         data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user,
                             max_users=DEFAULT_MAX_USERS, max_pages=DEFAULT_MAX_PAGES)
-        for params, patience in ((p, q) for p in ranker_params for q in patiences):
+        for params, patience, fraction in ((p, q, f) for p in ranker_params for q in patiences for f in fractions):
             setting = (f"state_support={support} pages_per_user={pages_per_user} similar_ranker={int(separate)}"
-                       f" patience={patience}"
+                       f" patience={patience} negative_fraction={fraction} choices={','.join(choices)}"
                        f" params={json.dumps(params, sort_keys=True)} sequential={json.dumps(sequential, sort_keys=True)}")
             started = time.perf_counter()
             runs = []
             for seed in seeds:
                 fit_started = time.perf_counter()
-                rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate, patience=patience)
+                rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate, patience=patience,
+                                        negative_fraction=fraction, choices=choices)
                 fit_seconds = round(time.perf_counter() - fit_started, 1)
                 booster, info = rankers.user, rankers.user_info
                 similar = serving_ranker(rankers.similar, cache) if rankers.similar is not None else None

@@ -337,3 +337,47 @@ def test_the_ranker_is_the_choice_with_the_best_out_of_fold_ndcg(world):
     assert np.array_equal(alone.predict(data.candidates.features), booster.predict(data.candidates.features))
     with pytest.raises(ValueError, match="ranker choices"):
         train_ranker(data, choices=("xgboost",))
+
+
+@pytest.fixture(scope="module")
+def synthetic_training_set():
+    from recsys_training import synthetic
+    from recsys_training.split import protocol_folds
+
+    tables = synthetic.generate(200, 300, 8_000, seed=5)
+    folds = protocol_folds(tables.interactions.rows)
+    embeddings = np.random.default_rng(0).normal(size=(len(tables.items.rows), 16)).astype(np.float32)
+    components = fit_components(folds["validation"].train, tables.items.rows,
+                                pd.DataFrame(embeddings, index=tables.items.rows["item_id"]))
+    return training_set(components, folds["validation"].test)
+
+
+def test_folds_fitted_at_once_give_the_models_fitted_one_after_another(synthetic_training_set, monkeypatch):
+    from recsys_training import ranker
+
+    fitted = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(ranker, "FOLD_WORKERS", workers)
+        booster, info = ranker.train_ranker(synthetic_training_set, seed=3, choices=("lambdarank", "rank_xendcg"),
+                                            patience=10)
+        fitted[workers] = (booster.model_to_string(), info["fold_best_rounds"], info["choices"])
+    assert fitted[1] == fitted[2]
+
+
+def test_sampled_negatives_keep_every_positive_and_the_share_asked(synthetic_training_set):
+    from recsys_training.ranker import sample_negatives, train_ranker
+
+    data = synthetic_training_set
+    assert sample_negatives(data, 1.0, seed=0) is data
+    sampled = sample_negatives(data, 0.3, seed=0)
+    negatives = (data.labels == 0).sum()
+    assert sampled.labels.sum() == data.labels.sum() > 0
+    assert (sampled.labels == 0).sum() == pytest.approx(0.3 * negatives, rel=0.05)
+    kept = np.isin(data.candidates.rows * 1_000_000 + data.candidates.items,
+                   sampled.candidates.rows * 1_000_000 + sampled.candidates.items)
+    assert np.array_equal(sampled.candidates.features, data.candidates.features[kept])
+    assert np.array_equal(sampled.labels, data.labels[kept])
+    _, info = train_ranker(data, seed=0, negative_fraction=0.3, patience=10)
+    _, full_info = train_ranker(data, seed=0, patience=10)
+    assert info["negative_fraction"] == 0.3 and full_info["negative_fraction"] == 1.0
+    assert info["rows"] < 0.5 * full_info["rows"]

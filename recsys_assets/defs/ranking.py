@@ -97,11 +97,13 @@ class RankerConfig(dg.Config):
     cross-validated with on the validation users; the best out-of-fold ndcg@10 is fitted (README,
     "Rankers"). ``similar_ranker``: a second ranker, trained on the requests without a user only,
     ranks the requests whose only history is their page. ``patience``: rounds without a better
-    out-of-fold ndcg@10 before a fold stops."""
+    out-of-fold ndcg@10 before a fold stops. ``negative_fraction``: the seeded share of negative
+    candidate rows the rankers learn from (every positive kept)."""
 
     choices: list[str] = settings.ranker_choices()
     similar_ranker: bool = True
     patience: int = settings.ranker_patience()
+    negative_fraction: float = settings.ranker_negative_fraction()
 
 
 def _train(data: TrainingSet, config: RankerConfig, dask: DaskResource) -> Rankers:
@@ -109,11 +111,12 @@ def _train(data: TrainingSet, config: RankerConfig, dask: DaskResource) -> Ranke
     if dask.scheduler:
         with dask.client() as client:
             rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker,
-                                    final_fit=dask_final_fit(client), patience=config.patience)
+                                    final_fit=dask_final_fit(client), patience=config.patience,
+                                    negative_fraction=config.negative_fraction)
             trained_on = f"dask, {len(client.scheduler_info()['workers'])} workers"
     else:
         rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker,
-                                patience=config.patience)
+                                patience=config.patience, negative_fraction=config.negative_fraction)
         trained_on = "in process"
     for info in (rankers.user_info, rankers.similar_info):
         if info is not None:
