@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -32,8 +31,6 @@ DEFAULT_PATIENCE = 100
 # the share of negative candidate rows the rankers learn from, every positive kept (README, "Rankers")
 DEFAULT_NEGATIVE_FRACTION = 1.0
 RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
-# cross-validation folds fitted at once, each on num_threads / FOLD_WORKERS threads
-FOLD_WORKERS = 2
 
 
 @dataclass
@@ -170,27 +167,32 @@ def first_page_requests(data: TrainingSet) -> np.ndarray:
     return np.array(["#" not in u or u.endswith((NEXT, PAGE_AT_USER_TIME)) for u in data.user_ids], dtype=bool)
 
 
+def _candidate_rows(c: Candidates, keep: np.ndarray, requests: np.ndarray | None = None) -> Candidates:
+    """The candidates ``keep`` marks, with ``requests`` as their request rows (their own by default)."""
+    return Candidates(rows=c.rows[keep] if requests is None else requests, items=c.items[keep],
+                      features=c.features[keep], routes=c.routes[keep], failed_routes=c.failed_routes,
+                      route_table=c.route_table)
+
+
 def requests_of(data: TrainingSet, keep: np.ndarray) -> TrainingSet:
     """The training set of the requests ``keep`` marks, rows renumbered in their order."""
     renumber = np.cumsum(keep) - 1
-    rows = keep[data.candidates.rows]
     c = data.candidates
-    subset = Candidates(rows=renumber[c.rows[rows]].astype(c.rows.dtype), items=c.items[rows],
-                        features=c.features[rows], routes=c.routes[rows], failed_routes=c.failed_routes,
-                        route_table=c.route_table)
+    rows = keep[c.rows]
+    subset = _candidate_rows(c, rows, renumber[c.rows[rows]].astype(c.rows.dtype))
     return TrainingSet(candidates=subset, labels=data.labels[rows], user_ids=data.user_ids[keep])
 
 
 def sample_negatives(data: TrainingSet, fraction: float, seed: int) -> TrainingSet:
-    """Every positive candidate and a seeded ``fraction`` of the negatives, in their order."""
-    if fraction >= 1.0:
+    """Every positive candidate and a seeded ``fraction`` (in (0, 1]) of the negatives, in their order."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"negative_fraction={fraction}: use a share in (0, 1]")
+    if fraction == 1.0:
         return data
     # a stream of its own, apart from the folds' draw from ``seed``
     keep = (data.labels > 0) | (np.random.default_rng((seed, 1)).random(len(data.labels)) < fraction)
-    c = data.candidates
-    subset = Candidates(rows=c.rows[keep], items=c.items[keep], features=c.features[keep], routes=c.routes[keep],
-                        failed_routes=c.failed_routes, route_table=c.route_table)
-    return TrainingSet(candidates=subset, labels=data.labels[keep], user_ids=data.user_ids)
+    return TrainingSet(candidates=_candidate_rows(data.candidates, keep), labels=data.labels[keep],
+                       user_ids=data.user_ids)
 
 
 def _subset(data: TrainingSet, rows_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,21 +240,12 @@ def _fold_fit(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, fold: 
 
 def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, folds: int,
                     configs: dict[str, dict], max_rounds: int, patience: int) -> dict[str, dict]:
-    """Every choice's folds, ``FOLD_WORKERS`` at a time, the threads shared among them. LightGBM
-    leaves Python's lock while it trains, and ``deterministic`` keeps a model the same whatever
-    its thread count, so the folds' results do not depend on how they were scheduled."""
-    jobs = [(name, fold) for name in configs for fold in range(folds)]
-    threads = max(1, RUNTIME_PARAMS["num_threads"] // FOLD_WORKERS)
-
-    def fit(job: tuple[str, int]) -> tuple[int, float, float]:
-        name, fold = job
-        return _fold_fit(data, useful, fold_of, fold, {**configs[name], "num_threads": threads}, max_rounds, patience)
-
-    with ThreadPoolExecutor(FOLD_WORKERS) as pool:
-        fitted = dict(zip(jobs, pool.map(fit, jobs), strict=True))
+    """Every choice's folds, one after another: LightGBM's thread count is process-wide state,
+    and two fits in threads of one process crashed it (README, "Rankers")."""
     results = {}
-    for name in configs:
-        best_rounds, ndcgs, aucs = zip(*(fitted[name, fold] for fold in range(folds)), strict=True)
+    for name, config in configs.items():
+        best_rounds, ndcgs, aucs = zip(*(_fold_fit(data, useful, fold_of, fold, config, max_rounds, patience)
+                                         for fold in range(folds)), strict=True)
         results[name] = {"fold_best_rounds": list(best_rounds), "auc": float(np.mean(aucs)),
                          "valid_ndcg@10": float(np.mean(ndcgs))}
     return results

@@ -352,18 +352,6 @@ def synthetic_training_set():
     return training_set(components, folds["validation"].test)
 
 
-def test_folds_fitted_at_once_give_the_models_fitted_one_after_another(synthetic_training_set, monkeypatch):
-    from recsys_training import ranker
-
-    fitted = {}
-    for workers in (1, 2):
-        monkeypatch.setattr(ranker, "FOLD_WORKERS", workers)
-        booster, info = ranker.train_ranker(synthetic_training_set, seed=3, choices=("lambdarank", "rank_xendcg"),
-                                            patience=10)
-        fitted[workers] = (booster.model_to_string(), info["fold_best_rounds"], info["choices"])
-    assert fitted[1] == fitted[2]
-
-
 def test_sampled_negatives_keep_every_positive_and_the_share_asked(synthetic_training_set):
     from recsys_training.ranker import sample_negatives, train_ranker
 
