@@ -13,6 +13,7 @@ from recsys_training.ranker import (
     DEFAULT_MAX_USERS,
     DEFAULT_NEGATIVE_FRACTION,
     DEFAULT_PATIENCE,
+    DEFAULT_RACE_Z,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +177,18 @@ def ranker_negative_fraction() -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"RECSYS_RANKER_NEGATIVE_FRACTION={value}: use a share in (0, 1]")
     return value
+
+
+def ranker_race_z() -> float | None:
+    """RECSYS_RANKER_RACE_Z: a ranker choice whose first cross-validation fold is further behind
+    the leader's than this (a paired z of the folds' per-query ndcg@10) fits no other fold and is
+    not chosen; ``off`` cross-validates every choice on every fold (README, "Rankers")."""
+    value = os.environ.get("RECSYS_RANKER_RACE_Z", "off" if DEFAULT_RACE_Z is None else str(DEFAULT_RACE_Z))
+    if value.strip().lower() in ("off", "none", ""):
+        return None
+    if float(value) < 0:
+        raise ValueError(f"RECSYS_RANKER_RACE_Z={value}: use a distance >= 0, or off")
+    return float(value)
 
 
 def sequential_route() -> bool:

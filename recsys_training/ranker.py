@@ -30,6 +30,9 @@ DEFAULT_PARAMS = RANKER_CHOICES["rank_xendcg"]
 DEFAULT_PATIENCE = 100
 # the share of negative candidate rows the rankers learn from, every positive kept (README, "Rankers")
 DEFAULT_NEGATIVE_FRACTION = 1.0
+# how far behind the leader's first fold (a paired z of per-query ndcg@10) a choice stops; None:
+# never (README, "Rankers": over 24 choices measured, 1.0 never changed the choice)
+DEFAULT_RACE_Z = 1.0
 RUNTIME_PARAMS = {"num_threads": 2, "verbose": -1}  # how it runs, not what it learns
 
 
@@ -223,9 +226,25 @@ def _fit_in_process(config: dict, x: np.ndarray, y: np.ndarray, groups: np.ndarr
     return lgb.train(config, lgb.Dataset(x, y, group=groups, feature_name=names), num_boost_round=rounds)
 
 
+def query_ndcg(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> np.ndarray:
+    """Each query's ndcg@k as LightGBM's ``ndcg`` metric computes it for binary labels: gain 1 for
+    a relevant item at rank r (0-based) discounted by log2(r + 2), over the ideal; ``groups`` are
+    the queries' row counts, in order, each with at least one relevant row."""
+    query = np.repeat(np.arange(len(groups)), groups)
+    starts = np.concatenate([[0], np.cumsum(groups)[:-1]])
+    order = np.lexsort((-scores, query))
+    rank = np.arange(len(scores)) - starts[query]
+    discount = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    dcg = np.bincount(query, weights=labels[order] * discount, minlength=len(groups))
+    relevant = np.bincount(query, weights=labels, minlength=len(groups)).astype(np.int64)
+    ideal = np.cumsum(np.concatenate([[0.0], 1.0 / np.log2(np.arange(k) + 2.0)]))[np.minimum(relevant, k)]
+    return dcg / ideal
+
+
 def _fold_fit(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, fold: int, config: dict,
-              max_rounds: int, patience: int) -> tuple[int, float, float]:
-    """One cross-validation fold: its best round, its best ndcg@10 and its AUC at that round."""
+              max_rounds: int, patience: int) -> tuple[int, float, float, np.ndarray]:
+    """One cross-validation fold: its best round, its best ndcg@10, its AUC at that round, and
+    each validation query's ndcg@10 at that round."""
     names = list(feature_names(data.candidates.route_table))
     x_train, y_train, g_train = _subset(data, useful & (fold_of != fold))
     x_valid, y_valid, g_valid = _subset(data, useful & (fold_of == fold))
@@ -234,27 +253,52 @@ def _fold_fit(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, fold: 
     booster = lgb.train({**config, "metric": "ndcg", "ndcg_eval_at": [10]}, train_set,
                         num_boost_round=max_rounds, valid_sets=[valid_set],
                         callbacks=[lgb.early_stopping(patience, verbose=False)])
-    auc = roc_auc_score(y_valid, booster.predict(x_valid, num_iteration=booster.best_iteration))
-    return booster.best_iteration, booster.best_score["valid_0"]["ndcg@10"], auc
+    scores = booster.predict(x_valid, num_iteration=booster.best_iteration)
+    auc = roc_auc_score(y_valid, scores)
+    return booster.best_iteration, booster.best_score["valid_0"]["ndcg@10"], auc, query_ndcg(scores, y_valid, g_valid)
+
+
+def race_statistics(first_fold: dict[str, np.ndarray]) -> dict[str, float]:
+    """For each choice but the leader on the first fold (the best mean ndcg@10), how far it is
+    behind: the mean of the per-query differences over their standard error (a paired z; the
+    leader's own entry is 0)."""
+    leader = max(first_fold, key=lambda name: first_fold[name].mean())
+    z = {}
+    for name, values in first_fold.items():
+        gaps = first_fold[leader] - values
+        spread = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+        z[name] = 0.0 if name == leader else float(gaps.mean() / spread) if spread > 0 else float("inf")
+    return z
 
 
 def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, folds: int,
-                    configs: dict[str, dict], max_rounds: int, patience: int) -> dict[str, dict]:
+                    configs: dict[str, dict], max_rounds: int, patience: int,
+                    race_z: float | None = None) -> dict[str, dict]:
     """Every choice's folds, one after another: LightGBM's thread count is process-wide state,
-    and two fits in threads of one process crashed it (README, "Rankers")."""
-    results = {}
+    and two fits in threads of one process crashed it (README, "Rankers"). With ``race_z`` and
+    more than one choice, the first fold is a race: a choice further behind the leader than
+    ``race_z`` (``race_statistics``) fits no other fold and cannot be chosen."""
+    fits = {name: [_fold_fit(data, useful, fold_of, 0, config, max_rounds, patience)] for name, config in configs.items()}
+    race = race_statistics({name: f[0][3] for name, f in fits.items()}) if len(configs) > 1 else {}
+    dropped = {name for name, z in race.items() if race_z is not None and z > race_z}
     for name, config in configs.items():
-        best_rounds, ndcgs, aucs = zip(*(_fold_fit(data, useful, fold_of, fold, config, max_rounds, patience)
-                                         for fold in range(folds)), strict=True)
-        results[name] = {"fold_best_rounds": list(best_rounds), "auc": float(np.mean(aucs)),
-                         "valid_ndcg@10": float(np.mean(ndcgs))}
+        if name not in dropped:
+            fits[name] += [_fold_fit(data, useful, fold_of, fold, config, max_rounds, patience)
+                           for fold in range(1, folds)]
+    results = {}
+    for name, fitted in fits.items():
+        best_rounds, ndcgs, aucs, _ = zip(*fitted, strict=True)
+        results[name] = {"fold_best_rounds": list(best_rounds), "fold_ndcg@10": [round(float(n), 6) for n in ndcgs],
+                         "auc": float(np.mean(aucs)), "valid_ndcg@10": float(np.mean(ndcgs)),
+                         "race_z": round(race[name], 3) if race else None, "raced_out": name in dropped}
     return results
 
 
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                  folds: int = 3, max_rounds: int = 1000, patience: int = DEFAULT_PATIENCE,
                  final_fit=_fit_in_process, choices: tuple[str, ...] | None = None,
-                 negative_fraction: float = DEFAULT_NEGATIVE_FRACTION) -> tuple[lgb.Booster, dict]:
+                 negative_fraction: float = DEFAULT_NEGATIVE_FRACTION,
+                 race_z: float | None = DEFAULT_RACE_Z) -> tuple[lgb.Booster, dict]:
     """A LightGBM ranker on users with at least one positive candidate: ``DEFAULT_PARAMS``, or,
     given ``choices`` (names in ``RANKER_CHOICES``), the choice with the best out-of-fold
     ndcg@10; ``params`` updates either.
@@ -263,11 +307,15 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
     user set is too small and noisy to trust); the final model is refitted on all users with the
     mean best round, by ``final_fit`` (in this process, or ``distributed_ranker.dask_final_fit``).
     AUC and ndcg@10 are measured out of fold. With ``negative_fraction`` below 1 every step
-    learns from that seeded share of the negative candidate rows (``sample_negatives``).
+    learns from that seeded share of the negative candidate rows (``sample_negatives``). With
+    ``race_z``, a choice whose first fold is that far behind the leader's fits no other fold
+    (``_cross_validate``).
     """
     unknown = sorted(set(choices or ()) - set(RANKER_CHOICES))
     if unknown:
         raise ValueError(f"ranker choices {unknown}: use {sorted(RANKER_CHOICES)}")
+    if race_z is not None and race_z < 0:
+        raise ValueError(f"race_z={race_z}: use a distance behind the leader >= 0, or None for no race")
     data = sample_negatives(data, negative_fraction, seed)
     positives = np.bincount(data.candidates.rows, weights=data.labels, minlength=len(data.user_ids))
     useful = positives > 0
@@ -278,8 +326,9 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                   else {"given": {**DEFAULT_PARAMS, **(params or {})}})
     configs = {name: {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
                for name, learned in candidates.items()}
-    results = _cross_validate(data, useful, fold_of, folds, configs, max_rounds, patience)
-    chosen = max(results, key=lambda name: results[name]["valid_ndcg@10"])  # the first on a tie
+    results = _cross_validate(data, useful, fold_of, folds, configs, max_rounds, patience, race_z)
+    standing = [name for name in results if not results[name]["raced_out"]]
+    chosen = max(standing, key=lambda name: results[name]["valid_ndcg@10"])  # the first on a tie
     learned, measured, config = candidates[chosen], results[chosen], configs[chosen]
     rounds = max(10, int(np.mean(measured["fold_best_rounds"])))
     x_all, y_all, g_all = _subset(data, useful)
@@ -288,9 +337,13 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         "rounds": rounds,
         "patience": patience,
         "negative_fraction": negative_fraction,
+        "race_z": race_z,
         "params": learned,
-        **measured,
+        **{key: value for key, value in measured.items() if key not in ("race_z", "raced_out")},
         "choices": {name: round(r["valid_ndcg@10"], 6) for name, r in results.items()} if choices else None,
+        # a choice raced out has its first fold's ndcg@10 in "choices"
+        "race": {"behind": {name: r["race_z"] for name, r in results.items()},
+                 "raced_out": sorted(name for name, r in results.items() if r["raced_out"])} if len(results) > 1 else None,
         "users": int(len(g_all)),
         "rows": int(len(y_all)),
         "positive_rate": float(y_all.mean()),
@@ -316,18 +369,19 @@ class Rankers:
 def train_rankers(data: TrainingSet, seed: int = 0, choices: tuple[str, ...] | None = None,
                   params: dict | None = None, similar_ranker: bool = True,
                   final_fit=_fit_in_process, patience: int = DEFAULT_PATIENCE,
-                  negative_fraction: float = DEFAULT_NEGATIVE_FRACTION) -> Rankers:
+                  negative_fraction: float = DEFAULT_NEGATIVE_FRACTION,
+                  race_z: float | None = DEFAULT_RACE_Z) -> Rankers:
     """The pipeline's rankers (README, "Rankers"): the user ranker learns from the users' lists and
     their first pages (``first_page_requests``); with ``similar_ranker`` and pages without a user
     in ``data``, a second ranker learns from those pages alone (``page_only_requests``). The other
     arguments go to ``train_ranker`` for both."""
     user, user_info = train_ranker(requests_of(data, first_page_requests(data)), seed=seed, params=params,
                                    final_fit=final_fit, choices=choices, patience=patience,
-                                   negative_fraction=negative_fraction)
+                                   negative_fraction=negative_fraction, race_z=race_z)
     rankers = Rankers(user, user_info)
     page_only = page_only_requests(data)
     if similar_ranker and page_only.any():
         rankers.similar, rankers.similar_info = train_ranker(requests_of(data, page_only), seed=seed, params=params,
                                                              final_fit=final_fit, choices=choices, patience=patience,
-                                                             negative_fraction=negative_fraction)
+                                                             negative_fraction=negative_fraction, race_z=race_z)
     return rankers

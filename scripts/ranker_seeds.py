@@ -23,7 +23,10 @@ patience (default ``ranker.DEFAULT_PATIENCE``), each a setting; each run records
 ``BENCH_NEGATIVE_FRACTION``: values of the share of negative candidate rows the rankers learn from
 (default 1.0), each a setting. ``BENCH_CHOICES``: the LightGBM settings cross-validated per ranker
 (default the pipeline's, ``ranker.DEFAULT_CHOICES``; before stop 32 this script fitted
-``rank_xendcg`` alone).
+``rank_xendcg`` alone); sets separated by ``;`` are each a setting (``rank_xendcg;lambdarank``:
+each alone). Each run records both rankers' out-of-fold ndcg@10 per fold and their first fold's
+race (``ranker.race_statistics``). ``BENCH_RACE_Z``: values of the race's distance (default
+``ranker.DEFAULT_RACE_Z``; ``off``: every choice on every fold), each a setting.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from recsys_training.ranker import (
     DEFAULT_MAX_PAGES,
     DEFAULT_MAX_USERS,
     DEFAULT_PATIENCE,
+    DEFAULT_RACE_Z,
     train_rankers,
     training_set,
 )
@@ -81,9 +85,10 @@ def main() -> int:
     ranker_params = json.loads(os.environ.get("BENCH_RANKER_PARAMS", "[{}]"))
     pages = [int(p) for p in os.environ.get("BENCH_PAGES_PER_USER", "1").split(",")]
     separate = os.environ.get("BENCH_SIMILAR_RANKER", "0") == "1"
-    choices = tuple(os.environ.get("BENCH_CHOICES", ",".join(DEFAULT_CHOICES)).split(","))
+    choice_sets = [tuple(c.split(",")) for c in os.environ.get("BENCH_CHOICES", ",".join(DEFAULT_CHOICES)).split(";")]
     fractions = [float(f) for f in os.environ.get("BENCH_NEGATIVE_FRACTION", "1.0").split(",")]
     patiences = [int(p) for p in os.environ.get("BENCH_PATIENCE", str(DEFAULT_PATIENCE)).split(",")]
+    races = [None if z == "off" else float(z) for z in os.environ.get("BENCH_RACE_Z", str(DEFAULT_RACE_Z)).split(",")]
     cache = ServiceSettings().ranker_cache_dir
     report = {}
     for support, pages_per_user in ((s, p) for s in supports for p in pages):
@@ -91,23 +96,29 @@ def main() -> int:
         # the pipeline's caps (recall_candidates): the sample is below them, a 10x set is not
         data = training_set(validation, folds[VALIDATION].test, extra=("similar",), pages_per_user=pages_per_user,
                             max_users=DEFAULT_MAX_USERS, max_pages=DEFAULT_MAX_PAGES)
-        for params, patience, fraction in ((p, q, f) for p in ranker_params for q in patiences for f in fractions):
+        for params, patience, fraction, choices, race in ((p, q, f, c, z) for p in ranker_params for q in patiences
+                                                          for f in fractions for c in choice_sets for z in races):
             setting = (f"state_support={support} pages_per_user={pages_per_user} similar_ranker={int(separate)}"
-                       f" patience={patience} negative_fraction={fraction} choices={','.join(choices)}"
+                       f" patience={patience} negative_fraction={fraction} choices={','.join(choices)} race_z={race}"
                        f" params={json.dumps(params, sort_keys=True)} sequential={json.dumps(sequential, sort_keys=True)}")
             started = time.perf_counter()
             runs = []
             for seed in seeds:
                 fit_started = time.perf_counter()
                 rankers = train_rankers(data, seed=seed, params=params, similar_ranker=separate, patience=patience,
-                                        negative_fraction=fraction, choices=choices)
+                                        negative_fraction=fraction, choices=choices, race_z=race)
                 fit_seconds = round(time.perf_counter() - fit_started, 1)
                 booster, info = rankers.user, rankers.user_info
                 similar = serving_ranker(rankers.similar, cache) if rankers.similar is not None else None
                 recommender = Recommender(serving, serving_ranker(booster, cache), similar_ranker=similar,
                                           version=f"seed-{seed}")
                 summary = evaluate(recommender, folds[SERVING], with_baselines=False)
-                run = {"seed": seed, "trees": info["rounds"], "fit_seconds": fit_seconds}
+                run = {"seed": seed, "trees": info["rounds"], "fit_seconds": fit_seconds,
+                       "user_fold_ndcg@10": info["fold_ndcg@10"],
+                       "similar_fold_ndcg@10": rankers.similar_info["fold_ndcg@10"] if rankers.similar_info else None,
+                       "user_choices": info["choices"], "user_race": info["race"],
+                       "similar_choices": rankers.similar_info["choices"] if rankers.similar_info else None,
+                       "similar_race": rankers.similar_info["race"] if rankers.similar_info else None}
                 for name, path in METRICS.items():
                     run[name] = round(functools.reduce(operator.getitem, path, summary), 4)
                 print(setting, json.dumps(run), flush=True)

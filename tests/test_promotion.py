@@ -74,6 +74,7 @@ def test_first_model_is_tracked_registered_and_promoted(history):
     assert int(run.data.params["similar_ranker_rounds"]) >= 10
     assert run.data.params["ranker_patience"] == os.environ["RECSYS_RANKER_PATIENCE"]  # conftest.py
     assert float(run.data.params["ranker_negative_fraction"]) == 1.0  # the default: every row
+    assert float(run.data.params["ranker_race_z"]) == 1.0  # the default race
     assert run.data.params["text_encoder_weights"] == "int8"  # the default
     assert metadata(first, "champion")["previous"] == "none"
     evaluations = {e.check_name: e.metadata for e in first.get_asset_check_evaluations()}

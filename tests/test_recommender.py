@@ -328,7 +328,7 @@ def test_the_ranker_is_the_choice_with_the_best_out_of_fold_ndcg(world):
     labels = pd.DataFrame([(u, f"i{(int(u[1:]) % 2) * 10 + i}", 100 * DAY + i) for u in seen.users for i in range(10)],
                           columns=["user_id", "item_id", "timestamp"])
     data = training_set(comp, labels, per_route=20)
-    booster, info = train_ranker(data, seed=0, choices=("lambdarank", "rank_xendcg"))
+    booster, info = train_ranker(data, seed=0, choices=("lambdarank", "rank_xendcg"), race_z=None)
     assert set(info["choices"]) == {"lambdarank", "rank_xendcg"}
     chosen = max(info["choices"], key=info["choices"].get)
     assert info["params"] == RANKER_CHOICES[chosen] and info["valid_ndcg@10"] == pytest.approx(info["choices"][chosen])
@@ -369,3 +369,45 @@ def test_sampled_negatives_keep_every_positive_and_the_share_asked(synthetic_tra
     _, full_info = train_ranker(data, seed=0, patience=10)
     assert info["negative_fraction"] == 0.3 and full_info["negative_fraction"] == 1.0
     assert info["rows"] < 0.5 * full_info["rows"]
+
+
+def test_query_ndcg_is_lightgbms_ndcg_at_10():
+    import lightgbm as lgb
+
+    from recsys_training.ranker import query_ndcg
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(5, 60, 200)
+    x = rng.normal(size=(groups.sum(), 5))
+    labels = (rng.random(groups.sum()) < 0.1).astype(np.float64)
+    labels[np.concatenate([[0], np.cumsum(groups)[:-1]])] = 1.0  # every query has a relevant row
+    data = lgb.Dataset(x, labels, group=groups)
+    evaluations = {}
+    booster = lgb.train({"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "verbose": -1}, data,
+                        num_boost_round=5, valid_sets=[data], callbacks=[lgb.record_evaluation(evaluations)])
+    per_query = query_ndcg(booster.predict(x), labels, groups)
+    assert len(per_query) == len(groups) and 0 <= per_query.min() < per_query.max() <= 1
+    assert per_query.mean() == pytest.approx(evaluations["training"]["ndcg@10"][-1], abs=1e-12)
+
+
+def test_a_choice_raced_out_on_the_first_fold_fits_no_other_fold(synthetic_training_set):
+    from recsys_training.ranker import RANKER_CHOICES, train_ranker
+
+    data = synthetic_training_set
+    choices = ("lambdarank", "rank_xendcg")
+    _, full = train_ranker(data, seed=0, choices=choices, patience=10, race_z=None)
+    behind = full["race"]["behind"]
+    leader = min(behind, key=behind.get)
+    assert behind[leader] == 0 and full["race"]["raced_out"] == []
+    other = next(name for name in choices if name != leader)
+    assert behind[other] > 0
+    booster, raced = train_ranker(data, seed=0, choices=choices, patience=10, race_z=0.0)
+    assert raced["race"]["raced_out"] == [other] and raced["params"] == RANKER_CHOICES[leader]
+    assert len(raced["fold_ndcg@10"]) == 3
+    alone, alone_info = train_ranker(data, seed=0, choices=(leader,), patience=10)
+    assert alone_info["rounds"] == raced["rounds"]
+    assert np.array_equal(alone.predict(data.candidates.features), booster.predict(data.candidates.features))
+    _, kept = train_ranker(data, seed=0, choices=choices, patience=10, race_z=abs(behind[other]) + 1)
+    assert kept["race"]["raced_out"] == [] and kept["choices"] == full["choices"]
+    with pytest.raises(ValueError, match="race_z"):
+        train_ranker(data, choices=choices, race_z=-1.0)

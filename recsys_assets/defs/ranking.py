@@ -98,12 +98,14 @@ class RankerConfig(dg.Config):
     "Rankers"). ``similar_ranker``: a second ranker, trained on the requests without a user only,
     ranks the requests whose only history is their page. ``patience``: rounds without a better
     out-of-fold ndcg@10 before a fold stops. ``negative_fraction``: the seeded share of negative
-    candidate rows the rankers learn from (every positive kept)."""
+    candidate rows the rankers learn from (every positive kept). ``race_z``: a choice whose first
+    fold is further behind the leader's than this paired z fits no other fold; None: no race."""
 
     choices: list[str] = settings.ranker_choices()
     similar_ranker: bool = True
     patience: int = settings.ranker_patience()
     negative_fraction: float = settings.ranker_negative_fraction()
+    race_z: float | None = settings.ranker_race_z()
 
 
 def _train(data: TrainingSet, config: RankerConfig, dask: DaskResource) -> Rankers:
@@ -112,11 +114,12 @@ def _train(data: TrainingSet, config: RankerConfig, dask: DaskResource) -> Ranke
         with dask.client() as client:
             rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker,
                                     final_fit=dask_final_fit(client), patience=config.patience,
-                                    negative_fraction=config.negative_fraction)
+                                    negative_fraction=config.negative_fraction, race_z=config.race_z)
             trained_on = f"dask, {len(client.scheduler_info()['workers'])} workers"
     else:
         rankers = train_rankers(data, seed=settings.seed(), choices=choices, similar_ranker=config.similar_ranker,
-                                patience=config.patience, negative_fraction=config.negative_fraction)
+                                patience=config.patience, negative_fraction=config.negative_fraction,
+                                race_z=config.race_z)
         trained_on = "in process"
     for info in (rankers.user_info, rankers.similar_info):
         if info is not None:
@@ -146,6 +149,7 @@ def ranking_model(context: dg.AssetExecutionContext, config: RankerConfig, dask:
         "fold_best_rounds": str(info["fold_best_rounds"]),
         "params": dg.MetadataValue.json(info["params"]),
         "choices_valid_ndcg@10": dg.MetadataValue.json(info["choices"] or {}),
+        "choices_race": dg.MetadataValue.json(info["race"] or {}),
         "requests": dg.MetadataValue.json(info["requests"]),
         "feature_importance": _importance(booster),
     }

@@ -35,6 +35,7 @@ def challenger(context: dg.AssetExecutionContext, mlflow_tracking: MlflowResourc
         "params": {"bundle_version": version, "ranker_rounds": ranking_model["info"]["rounds"],
                    "ranker_patience": ranking_model["info"].get("patience"),
                    "ranker_negative_fraction": ranking_model["info"].get("negative_fraction"),
+                   "ranker_race_z": ranking_model["info"].get("race_z"),
                    "seed": settings.seed(), "source": settings.source_kind(), "per_route": manifest.get("per_route"),
                    "items": manifest["items"], "users": manifest["users"],
                    "collaborative_model": manifest.get("collaborative", {}).get("model"),
