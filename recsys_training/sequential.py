@@ -26,6 +26,7 @@ SEQUENTIAL_DEFAULTS = {
     "negatives": 256,  # uniformly sampled items per batch, shared by its positions
     "max_sequences": 50_000,  # training windows; more are sampled down (large logs)
     "max_steps": 600,  # optimiser steps at most, so large logs train for fewer epochs, not longer
+    "sparse_items": True,  # the item table's gradient and Adam moments only on the rows a batch touches
     "seed": 0,
 }
 
@@ -78,7 +79,7 @@ def sasrec_encoder(n_items: int, p: dict):
         def __init__(self) -> None:
             super().__init__()
             d, length = p["dimension"], p["max_length"]
-            self.items = nn.Embedding(n_items + 1, d, padding_idx=0)
+            self.items = nn.Embedding(n_items + 1, d, padding_idx=0, sparse=bool(p.get("sparse_items")))
             self.positions = nn.Parameter(torch.zeros(length, d))
             nn.init.normal_(self.items.weight, std=d ** -0.5)
             nn.init.normal_(self.positions, std=d ** -0.5)
@@ -130,7 +131,12 @@ def train_sequential(histories: Histories, n_items: int, params: dict | None = N
     rng = np.random.default_rng(p["seed"])
     windows = training_windows(histories, p["max_length"], p["max_sequences"], p["seed"])
     model = sasrec_encoder(n_items, p)
-    optimiser = torch.optim.Adam(model.parameters(), lr=p["learning_rate"], betas=(0.9, 0.98))
+    if p["sparse_items"]:
+        others = [param for name, param in model.named_parameters() if name != "items.weight"]
+        optimisers = [torch.optim.Adam(others, lr=p["learning_rate"], betas=(0.9, 0.98)),
+                      torch.optim.SparseAdam([model.items.weight], lr=p["learning_rate"], betas=(0.9, 0.98))]
+    else:
+        optimisers = [torch.optim.Adam(model.parameters(), lr=p["learning_rate"], betas=(0.9, 0.98))]
     data = torch.from_numpy(windows)
     last_loss = float("nan")
     steps = 0
@@ -154,9 +160,11 @@ def train_sequential(histories: Histories, n_items: int, params: dict | None = N
             sampled = (out @ model.items(negatives).T).masked_fill(negatives[None, :] == wanted[:, None], -1e9)
             loss = torch.nn.functional.cross_entropy(torch.cat([positive, sampled], dim=1),
                                                      torch.zeros(len(wanted), dtype=torch.long))
-            optimiser.zero_grad()
+            for optimiser in optimisers:
+                optimiser.zero_grad()
             loss.backward()
-            optimiser.step()
+            for optimiser in optimisers:
+                optimiser.step()
             total, count = total + loss.item() * len(wanted), count + len(wanted)
         last_loss = total / max(count, 1)
     model.eval()

@@ -62,13 +62,18 @@ def test_training_windows_cut_histories_from_their_end():
     assert len(sampled) == 2 and all(row.tolist() in windows.tolist() for row in sampled)
 
 
+N_CYCLE = 20
+CYCLE_PARAMS = {"dimension": 32, "max_length": 10, "epochs": 40, "negatives": 10, "batch_size": 32,
+                "learning_rate": 0.01, "dropout": 0.0}
+
+
+def _cycles() -> list[list[int]]:
+    """60 users who walk the items in a cycle: after item i comes item i + 1."""
+    return [list((start + np.arange(12)) % N_CYCLE) for start in np.random.default_rng(1).integers(0, N_CYCLE, 60)]
+
+
 def test_training_is_deterministic_for_a_seed_and_learns_an_order():
-    rng = np.random.default_rng(1)
-    n_items = 20
-    # every user walks the items in a cycle: after item i comes item i + 1
-    sequences = [list((start + np.arange(12)) % n_items) for start in rng.integers(0, n_items, 60)]
-    params = {"dimension": 32, "max_length": 10, "epochs": 40, "negatives": 10, "batch_size": 32,
-              "learning_rate": 0.01, "dropout": 0.0}
+    n_items, sequences, params = N_CYCLE, _cycles(), CYCLE_PARAMS
     model = train_sequential(_histories(sequences), n_items, params)
     again = train_sequential(_histories(sequences), n_items, params)
     other = train_sequential(_histories(sequences), n_items, {**params, "seed": 1, "epochs": 2})
@@ -83,6 +88,20 @@ def test_training_is_deterministic_for_a_seed_and_learns_an_order():
     assert model.params["steps"] == 40 * 4 and other.params["steps"] == 2 * 4
     capped = train_sequential(_histories(sequences), n_items, {**params, "max_steps": 3})
     assert capped.params["steps"] == 3
+
+
+def test_sparse_item_updates_are_deterministic_and_still_learn_the_order():
+    n_items, sequences, params = N_CYCLE, _cycles(), CYCLE_PARAMS
+    sparse = train_sequential(_histories(sequences), n_items, {**params, "sparse_items": True})
+    again = train_sequential(_histories(sequences), n_items, {**params, "sparse_items": True})
+    dense = train_sequential(_histories(sequences), n_items, {**params, "sparse_items": False})
+    assert np.array_equal(sparse.item_embeddings, again.item_embeddings)
+    # lazy moments: a row's Adam state moves only on the steps whose batch used it
+    assert not np.allclose(sparse.item_embeddings, dense.item_embeddings)
+    assert sparse.params["sparse_items"] is True and dense.params["sparse_items"] is False
+    probes = [np.array([(i - 2) % n_items, (i - 1) % n_items, i]) for i in range(n_items)]
+    predicted = [int(sparse.nearest(vector, 1)[0][0]) for vector in sparse.encode(probes)]
+    assert sum(p == (i + 1) % n_items for i, p in enumerate(predicted)) >= 18
 
 
 @pytest.fixture(scope="module")

@@ -167,6 +167,7 @@ class SequentialConfig(dg.Config):
     negatives: int = SEQUENTIAL_DEFAULTS["negatives"]
     max_sequences: int = SEQUENTIAL_DEFAULTS["max_sequences"]
     max_steps: int = SEQUENTIAL_DEFAULTS["max_steps"]
+    sparse_items: bool = SEQUENTIAL_DEFAULTS["sparse_items"]
 
 
 @dg.asset(group_name="recall", kinds={"pytorch"})
