@@ -13,9 +13,10 @@ from recsys_runtime.candidates import Candidates, Requests, feature_names, gener
 from recsys_runtime.components import Components
 from recsys_training.detail_next import next_item_cases
 
-# Each choice is cross-validated on the user folds and the one with the best out-of-fold ndcg@10
-# is fitted: rank_xendcg won on the sample and lambdarank on a synthetic set, and the out-of-fold
-# ndcg@10 ranked them as the test parts did on both (README, "Rankers").
+# Each choice is cross-validated on the user folds (raced on the first: ``DEFAULT_RACE_Z``) and
+# the one with the best out-of-fold ndcg@10 is fitted: rank_xendcg won on the sample and
+# lambdarank on a synthetic set, and the out-of-fold ndcg@10 ranked them as the test parts did on
+# both (README, "Rankers").
 _SAMPLING = {"learning_rate": 0.05, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1}
 RANKER_CHOICES = {
     "rank_xendcg": {"objective": "rank_xendcg", "num_leaves": 15, "min_data_in_leaf": 100, **_SAMPLING},
