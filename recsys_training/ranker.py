@@ -260,28 +260,33 @@ def _fold_fit(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, fold: 
 
 
 def race_statistics(first_fold: dict[str, np.ndarray]) -> dict[str, float]:
-    """For each choice but the leader on the first fold (the best mean ndcg@10), how far it is
-    behind: the mean of the per-query differences over their standard error (a paired z; the
-    leader's own entry is 0)."""
+    """For each choice, how far it is behind the leader on the first fold (the best mean
+    ndcg@10): the mean of the per-query differences over their standard error, a paired z (0 for
+    the leader and for a choice whose every query ties with it)."""
     leader = max(first_fold, key=lambda name: first_fold[name].mean())
-    z = {}
-    for name, values in first_fold.items():
+
+    def behind(values: np.ndarray) -> float:
         gaps = first_fold[leader] - values
         spread = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
-        z[name] = 0.0 if name == leader else float(gaps.mean() / spread) if spread > 0 else float("inf")
-    return z
+        return float(gaps.mean() / spread) if spread > 0 else (float("inf") if gaps.mean() > 0 else 0.0)
+
+    return {name: behind(values) for name, values in first_fold.items()}
 
 
 def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, folds: int,
                     configs: dict[str, dict], max_rounds: int, patience: int,
-                    race_z: float | None = None) -> dict[str, dict]:
+                    race_z: float | None = None) -> tuple[dict[str, dict], dict | None]:
     """Every choice's folds, one after another: LightGBM's thread count is process-wide state,
-    and two fits in threads of one process crashed it (README, "Rankers"). With ``race_z`` and
-    more than one choice, the first fold is a race: a choice further behind the leader than
-    ``race_z`` (``race_statistics``) fits no other fold and cannot be chosen."""
+    and two fits in threads of one process crashed it (README, "Rankers"). With more than one
+    choice, the first fold is a race (``race_statistics``); with ``race_z``, a choice further
+    behind the leader than that fits no other fold and cannot be chosen. Returns each choice's
+    results and the race (None for one choice)."""
     fits = {name: [_fold_fit(data, useful, fold_of, 0, config, max_rounds, patience)] for name, config in configs.items()}
-    race = race_statistics({name: f[0][3] for name, f in fits.items()}) if len(configs) > 1 else {}
-    dropped = {name for name, z in race.items() if race_z is not None and z > race_z}
+    if len(configs) == 1:
+        behind, dropped = {}, set()
+    else:
+        behind = race_statistics({name: f[0][3] for name, f in fits.items()})
+        dropped = {name for name, z in behind.items() if race_z is not None and z > race_z}
     for name, config in configs.items():
         if name not in dropped:
             fits[name] += [_fold_fit(data, useful, fold_of, fold, config, max_rounds, patience)
@@ -290,9 +295,11 @@ def _cross_validate(data: TrainingSet, useful: np.ndarray, fold_of: np.ndarray, 
     for name, fitted in fits.items():
         best_rounds, ndcgs, aucs, _ = zip(*fitted, strict=True)
         results[name] = {"fold_best_rounds": list(best_rounds), "fold_ndcg@10": [round(float(n), 6) for n in ndcgs],
-                         "auc": float(np.mean(aucs)), "valid_ndcg@10": float(np.mean(ndcgs)),
-                         "race_z": round(race[name], 3) if race else None, "raced_out": name in dropped}
-    return results
+                         "auc": float(np.mean(aucs)), "valid_ndcg@10": float(np.mean(ndcgs))}
+    # a choice raced out has its first fold's ndcg@10 as its "valid_ndcg@10"
+    race = ({"behind": {name: round(z, 3) for name, z in behind.items()}, "raced_out": sorted(dropped)}
+            if behind else None)
+    return results, race
 
 
 def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
@@ -327,8 +334,8 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
                   else {"given": {**DEFAULT_PARAMS, **(params or {})}})
     configs = {name: {**learned, **RUNTIME_PARAMS, "seed": seed, "deterministic": True}
                for name, learned in candidates.items()}
-    results = _cross_validate(data, useful, fold_of, folds, configs, max_rounds, patience, race_z)
-    standing = [name for name in results if not results[name]["raced_out"]]
+    results, race = _cross_validate(data, useful, fold_of, folds, configs, max_rounds, patience, race_z)
+    standing = [name for name in results if not race or name not in race["raced_out"]]
     chosen = max(standing, key=lambda name: results[name]["valid_ndcg@10"])  # the first on a tie
     learned, measured, config = candidates[chosen], results[chosen], configs[chosen]
     rounds = max(10, int(np.mean(measured["fold_best_rounds"])))
@@ -340,11 +347,9 @@ def train_ranker(data: TrainingSet, seed: int = 0, params: dict | None = None,
         "negative_fraction": negative_fraction,
         "race_z": race_z,
         "params": learned,
-        **{key: value for key, value in measured.items() if key not in ("race_z", "raced_out")},
+        **measured,
         "choices": {name: round(r["valid_ndcg@10"], 6) for name, r in results.items()} if choices else None,
-        # a choice raced out has its first fold's ndcg@10 in "choices"
-        "race": {"behind": {name: r["race_z"] for name, r in results.items()},
-                 "raced_out": sorted(name for name, r in results.items() if r["raced_out"])} if len(results) > 1 else None,
+        "race": race,
         "users": int(len(g_all)),
         "rows": int(len(y_all)),
         "positive_rate": float(y_all.mean()),
